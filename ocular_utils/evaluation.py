@@ -1,0 +1,112 @@
+"""Embed test images with a model and score verification trials (cosine similarity)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data.images import ImageStore, iterate_images
+from .data.protocols import build_trials
+from .verification import verification_report
+
+SUBSETS = {
+    "all": None,
+    "same phone": ("same_phone", True),
+    "cross phone": ("same_phone", False),
+    "same light": ("same_light", True),
+    "cross light": ("same_light", False),
+}
+
+
+def _embed_fn(model: torch.nn.Module):
+    return model.embed if hasattr(model, "embed") else model
+
+
+@torch.inference_mode()
+def embed_images(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, device: torch.device | str = "cpu",
+                 batch_size: int = 256) -> np.ndarray:
+    """L2-normalized embeddings of the images of ``frame`` (in its row order), in eval mode."""
+    was_training = model.training
+    model.eval()
+    embed = _embed_fn(model)
+    chunks = []
+    try:
+        for batch in iterate_images(store, frame, batch_size):
+            chunks.append(torch.nn.functional.normalize(embed(batch.to(device)).float(), dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).numpy()
+
+
+def score_trials(embeddings: np.ndarray, trials: pd.DataFrame) -> np.ndarray:
+    """Cosine similarity of each trial's probe and reference embeddings."""
+    probe = embeddings[trials["probe"].to_numpy()]
+    reference = embeddings[trials["reference"].to_numpy()]
+    return np.einsum("ij,ij->i", probe, reference)
+
+
+@dataclass
+class Evaluation:
+    """Scores and metrics of one model on one set of trials."""
+
+    report: dict
+    subsets: pd.DataFrame
+    scores: np.ndarray
+    trials: pd.DataFrame
+
+    @property
+    def genuine(self) -> np.ndarray:
+        """Genuine trial scores."""
+        return self.scores[self.trials["genuine"].to_numpy()]
+
+    @property
+    def impostor(self) -> np.ndarray:
+        """Impostor trial scores."""
+        return self.scores[~self.trials["genuine"].to_numpy()]
+
+
+def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e-3)) -> pd.DataFrame:
+    """EER / TAR@FAR on all trials and on the same/cross phone and lighting subsets the data has."""
+    rows = []
+    for name, rule in SUBSETS.items():
+        if rule is None:
+            mask = np.ones(len(trials), bool)
+        else:
+            column, value = rule
+            if trials[column].isna().all():
+                continue
+            mask = (trials[column] == value).to_numpy(bool)
+        genuine = trials["genuine"].to_numpy()[mask]
+        if genuine.all() or not genuine.any():
+            continue
+        report = verification_report(scores[mask], genuine, far_targets=far_targets, replicates=0)
+        rows.append({"subset": name} | {k: v for k, v in report.items() if "resolvable" not in k})
+    return pd.DataFrame(rows)
+
+
+def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, trials: pd.DataFrame | None = None,
+             eyes: str = "separate", device: torch.device | str = "cpu", replicates: int = 200, seed: int = 0,
+             max_impostors: int | None = 500_000) -> Evaluation:
+    """Verification metrics of ``model`` on the images of ``frame`` (trials built if not given)."""
+    if trials is None:
+        trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
+    embeddings = embed_images(model, store, frame, device)
+    scores = score_trials(embeddings, trials)
+    report = verification_report(scores, trials["genuine"].to_numpy(), trials["probe_subject"].to_numpy(),
+                                 replicates=replicates, seed=seed)
+    return Evaluation(report, subset_table(scores, trials), scores, trials)
+
+
+def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = "separate", device="cpu",
+                      max_impostors: int | None = 200_000, seed: int = 0):
+    """A function ``model -> {'eer': ...}`` on held-out validation identities (for checkpoint selection)."""
+    trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
+
+    def metric(model: torch.nn.Module) -> dict:
+        scores = score_trials(embed_images(model, store, frame, device), trials)
+        report = verification_report(scores, trials["genuine"].to_numpy(), replicates=0)
+        return {"eer": report["eer"], "auc": report["auc"]}
+
+    return metric

@@ -1,0 +1,164 @@
+"""Verification metrics on similarity scores (higher = same person).
+
+Conventions (pinned, tested):
+
+* ``FAR(t)`` = share of impostor scores ``>= t``; ``FRR(t)`` = share of genuine scores ``< t``.
+* Candidate thresholds are every distinct score plus ``+inf``.
+* **EER** (bob.measure's convention): the threshold minimizing ``|FAR - FRR|`` (ties: the lowest
+  such threshold), reported as ``(FAR + FRR) / 2`` at that threshold, as a fraction.
+* **TAR at FAR = f**: ``1 - FRR(t)`` at the lowest threshold whose ``FAR(t) <= f``.
+* ROC/DET curves and AUC come from :mod:`sklearn.metrics`.
+* Confidence intervals: percentile bootstrap over *subjects* (probe subjects resampled with
+  replacement; each trial weighted by how often its probe subject was drawn).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def _as_scores(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).ravel()
+    if array.size == 0:
+        raise ValueError(f"{name} scores are empty; EER needs genuine and impostor trials")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} scores contain NaN or infinite values")
+    return array
+
+
+@dataclass
+class _Curve:
+    """FAR and FRR at every candidate threshold (ascending), optionally weighted."""
+
+    thresholds: np.ndarray
+    far: np.ndarray
+    frr: np.ndarray
+
+
+class ErrorCurve:
+    """Precomputed threshold positions so weighted FAR/FRR curves cost O(n) per weighting."""
+
+    def __init__(self, genuine, impostor):
+        self.genuine = _as_scores(genuine, "genuine")
+        self.impostor = _as_scores(impostor, "impostor")
+        self.g_order = np.argsort(self.genuine, kind="stable")
+        self.i_order = np.argsort(self.impostor, kind="stable")
+        self.thresholds = np.append(np.unique(np.concatenate([self.genuine, self.impostor])), np.inf)
+        self.g_pos = np.searchsorted(self.genuine[self.g_order], self.thresholds, side="left")
+        self.i_pos = np.searchsorted(self.impostor[self.i_order], self.thresholds, side="left")
+
+    def curve(self, genuine_weights=None, impostor_weights=None) -> _Curve:
+        """FAR/FRR at every threshold; weights default to one per trial."""
+        gw = np.ones(len(self.genuine)) if genuine_weights is None else np.asarray(genuine_weights, float)
+        iw = np.ones(len(self.impostor)) if impostor_weights is None else np.asarray(impostor_weights, float)
+        g_cum = np.concatenate([[0.0], np.cumsum(gw[self.g_order])])
+        i_cum = np.concatenate([[0.0], np.cumsum(iw[self.i_order])])
+        if g_cum[-1] <= 0 or i_cum[-1] <= 0:
+            raise ValueError("genuine and impostor weights must not sum to zero")
+        frr = g_cum[self.g_pos] / g_cum[-1]
+        far = 1.0 - i_cum[self.i_pos] / i_cum[-1]
+        return _Curve(self.thresholds, far, frr)
+
+    def eer(self, genuine_weights=None, impostor_weights=None) -> tuple[float, float]:
+        """(EER, threshold) under the pinned convention."""
+        c = self.curve(genuine_weights, impostor_weights)
+        k = int(np.argmin(np.abs(c.far - c.frr)))
+        return float((c.far[k] + c.frr[k]) / 2), float(c.thresholds[k])
+
+    def tar_at_far(self, far: float, genuine_weights=None, impostor_weights=None) -> float:
+        """TAR at the lowest threshold whose FAR does not exceed ``far``."""
+        c = self.curve(genuine_weights, impostor_weights)
+        k = int(np.argmax(c.far <= far + 1e-12))  # FAR is non-increasing; +inf always satisfies it
+        return float(1.0 - c.frr[k])
+
+
+def eer(genuine, impostor) -> float:
+    """Equal error rate (fraction) of similarity scores; see the module docstring for the convention."""
+    return ErrorCurve(genuine, impostor).eer()[0]
+
+
+def eer_threshold(genuine, impostor) -> float:
+    """The score threshold at which :func:`eer` is taken."""
+    return ErrorCurve(genuine, impostor).eer()[1]
+
+
+def tar_at_far(genuine, impostor, far: float) -> float:
+    """True accept rate at false accept rate ``far`` (a fraction in (0, 1])."""
+    if not 0 < far <= 1:
+        raise ValueError(f"far must be in (0, 1] (got {far})")
+    return ErrorCurve(genuine, impostor).tar_at_far(far)
+
+
+def _labels(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([np.ones(len(genuine)), np.zeros(len(impostor))]),
+            np.concatenate([genuine, impostor]))
+
+
+def roc(genuine, impostor) -> pd.DataFrame:
+    """ROC curve (``far``, ``tar``, ``threshold``) from :func:`sklearn.metrics.roc_curve`."""
+    y, s = _labels(_as_scores(genuine, "genuine"), _as_scores(impostor, "impostor"))
+    far, tar, thresholds = skm.roc_curve(y, s, drop_intermediate=True)
+    return pd.DataFrame({"far": far, "tar": tar, "threshold": thresholds})
+
+
+def det(genuine, impostor) -> pd.DataFrame:
+    """DET curve (``far``, ``frr``, ``threshold``) from :func:`sklearn.metrics.det_curve`."""
+    y, s = _labels(_as_scores(genuine, "genuine"), _as_scores(impostor, "impostor"))
+    far, frr, thresholds = skm.det_curve(y, s)
+    return pd.DataFrame({"far": far, "frr": frr, "threshold": thresholds})
+
+
+def auc(genuine, impostor) -> float:
+    """Area under the ROC curve."""
+    y, s = _labels(_as_scores(genuine, "genuine"), _as_scores(impostor, "impostor"))
+    return float(skm.roc_auc_score(y, s))
+
+
+def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1e-3), replicates: int = 200,
+                            seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile confidence intervals of EER and TAR@FAR, resampling probe subjects with replacement."""
+    scores = np.asarray(scores, float)
+    genuine_mask = np.asarray(genuine_mask, bool)
+    codes, uniques = pd.factorize(pd.Series(subjects))
+    curve = ErrorCurve(scores[genuine_mask], scores[~genuine_mask])
+    g_codes, i_codes = codes[genuine_mask], codes[~genuine_mask]
+    rng = np.random.default_rng(seed)
+    samples = {"eer": []} | {f"tar@far={f:g}": [] for f in far_targets}
+    for _ in range(replicates):
+        counts = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques)).astype(float)
+        gw, iw = counts[g_codes], counts[i_codes]
+        if gw.sum() == 0 or iw.sum() == 0:
+            continue
+        samples["eer"].append(curve.eer(gw, iw)[0])
+        for f in far_targets:
+            samples[f"tar@far={f:g}"].append(curve.tar_at_far(f, gw, iw))
+    alpha = (1 - level) / 2
+    return {key: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) for key, v in samples.items() if v}
+
+
+def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 1e-3), replicates: int = 200,
+                        seed: int = 0) -> dict:
+    """EER, AUC and TAR@FAR of one set of trials, with subject-bootstrap intervals when ``subjects`` is given."""
+    scores = np.asarray(scores, float)
+    genuine_mask = np.asarray(genuine_mask, bool)
+    genuine, impostor = scores[genuine_mask], scores[~genuine_mask]
+    curve = ErrorCurve(genuine, impostor)
+    value, threshold = curve.eer()
+    report = {
+        "eer": value,
+        "eer_threshold": threshold,
+        "auc": auc(genuine, impostor),
+        "genuine_trials": int(len(genuine)),
+        "impostor_trials": int(len(impostor)),
+    }
+    for f in far_targets:
+        report[f"tar@far={f:g}"] = curve.tar_at_far(f)
+        report[f"far={f:g} resolvable"] = bool(len(impostor) * f >= 1)
+    if subjects is not None and replicates:
+        for key, (low, high) in bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets,
+                                                        replicates, seed).items():
+            report[f"{key} ci_low"], report[f"{key} ci_high"] = low, high
+    return report

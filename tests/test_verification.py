@@ -1,0 +1,89 @@
+"""EER, TAR@FAR, ROC/DET and subject-bootstrap intervals against hand-computed cases."""
+import numpy as np
+import pytest
+
+from ocular_utils.verification import (
+    ErrorCurve,
+    auc,
+    bootstrap_over_subjects,
+    det,
+    eer,
+    eer_threshold,
+    roc,
+    tar_at_far,
+    verification_report,
+)
+
+
+def test_perfect_separation():
+    assert eer([0.9, 0.8, 0.7], [0.1, 0.2, 0.3]) == 0.0
+    assert eer_threshold([0.9, 0.8, 0.7], [0.1, 0.2, 0.3]) == 0.7
+    assert tar_at_far([0.9, 0.8, 0.7], [0.1, 0.2, 0.3], 0.001) == 1.0
+
+
+def test_full_overlap_is_one_half():
+    scores = np.linspace(0, 1, 101)
+    assert eer(scores, scores) == pytest.approx(0.5, abs=0.01)
+    assert eer([0.5, 0.5], [0.5, 0.5]) == 0.5
+
+
+def test_hand_worked_example():
+    # genuine 0.9 0.7 0.5 0.3 ; impostor 0.6 0.4 0.2 0.1
+    # t = 0.5: FAR = #{imp >= .5}/4 = 1/4 ; FRR = #{gen < .5}/4 = 1/4  -> EER 0.25 at 0.5
+    genuine, impostor = [0.9, 0.7, 0.5, 0.3], [0.6, 0.4, 0.2, 0.1]
+    assert eer(genuine, impostor) == 0.25
+    assert eer_threshold(genuine, impostor) == 0.5
+    # unequal crossing: genuine 0.9 0.8 0.4, impostor 0.5 0.3 0.2 0.1
+    # t=0.8: FAR 0, FRR 1/3 (diff .333); t=0.5: FAR 1/4, FRR 1/3 (diff .083); t=0.4: FAR 1/4, FRR 0 (diff .25)
+    assert eer([0.9, 0.8, 0.4], [0.5, 0.3, 0.2, 0.1]) == pytest.approx((0.25 + 1 / 3) / 2)
+
+
+def test_tar_at_far_hand_cases():
+    genuine = [0.95, 0.9, 0.6, 0.4, 0.2]
+    impostor = [0.8, 0.5, 0.3, 0.1, 0.05, 0.0, -0.1, -0.2, -0.3, -0.4]
+    # lowest candidate t with FAR(t) <= 0.1 is 0.6 (only 0.8 >= t): TAR = #{gen >= 0.6}/5 = 3/5
+    assert tar_at_far(genuine, impostor, 0.1) == pytest.approx(0.6)
+    # FAR <= 0.2: t = 0.4 (0.8 and 0.5 >= t): TAR = 4/5
+    assert tar_at_far(genuine, impostor, 0.2) == pytest.approx(0.8)
+    # FAR <= 0.05 needs t above every impostor score: t = 0.9, TAR = 2/5
+    assert tar_at_far(genuine, impostor, 0.05) == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        tar_at_far(genuine, impostor, 0)
+
+
+def test_bad_scores_are_refused():
+    with pytest.raises(ValueError, match="empty"):
+        eer([], [0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        eer([0.1, np.nan], [0.2])
+
+
+def test_curves_and_auc():
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.normal(1, 1, 500), rng.normal(-1, 1, 2000)
+    r, d = roc(genuine, impostor), det(genuine, impostor)
+    assert r["far"].is_monotonic_increasing and r["tar"].is_monotonic_increasing
+    assert set(d.columns) == {"far", "frr", "threshold"}
+    assert 0.9 < auc(genuine, impostor) < 0.95  # Phi(2 / sqrt 2) = 0.921
+    assert eer(genuine, impostor) == pytest.approx(0.159, abs=0.03)  # Phi(-1)
+
+
+def test_weights_equal_repetition():
+    rng = np.random.default_rng(1)
+    g, i = rng.normal(1, 1, 50), rng.normal(0, 1, 80)
+    gw, iw = rng.integers(0, 3, 50), rng.integers(0, 3, 80)
+    weighted = ErrorCurve(g, i).eer(gw, iw)[0]
+    assert weighted == pytest.approx(eer(np.repeat(g, gw), np.repeat(i, iw)))
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(2)
+    subjects = np.repeat(np.arange(40), 30)
+    genuine = rng.random(len(subjects)) < 0.2
+    scores = np.where(genuine, rng.normal(1.5, 1, len(subjects)), rng.normal(0, 1, len(subjects)))
+    report = verification_report(scores, genuine, subjects, replicates=200, seed=0)
+    assert report["eer ci_low"] <= report["eer"] <= report["eer ci_high"]
+    assert report["eer ci_high"] - report["eer ci_low"] < 0.2
+    again = bootstrap_over_subjects(scores, genuine, subjects, replicates=200, seed=0)
+    assert again["eer"] == (report["eer ci_low"], report["eer ci_high"])
+    assert report["far=0.001 resolvable"] is False or report["impostor_trials"] >= 1000
