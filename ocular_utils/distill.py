@@ -1,0 +1,105 @@
+"""Knowledge distillation from the trained ResNet50 teacher into compact students.
+
+* Logit KD (Hinton): ``alpha * CE(student, y) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))``,
+  KL with ``batchmean`` reduction (as torchdistill's KDLoss).
+* Embedding KD: ``1 - cos(student embedding, teacher embedding)`` on L2-normalized embeddings, through a
+  learned linear projection when the widths differ.
+* Relational KD (Park et al., 2019): distance and angle structure of the batch's embeddings.
+
+Student and teacher share the training identities, so their logits are comparable.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOSSES = ("none", "logit", "embedding", "both", "relational")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+            temperature: float = 4.0, alpha: float = 0.5) -> torch.Tensor:
+    """Hinton's distillation loss: ``alpha * CE + (1 - alpha) * T^2 * KL(teacher || student)`` (batchmean)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive (got {temperature})")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1] (got {alpha})")
+    hard = F.cross_entropy(student_logits, targets)
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                    F.softmax(teacher_logits / temperature, dim=1), reduction="batchmean")
+    return alpha * hard + (1 - alpha) * temperature**2 * soft
+
+
+def embedding_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos`` between L2-normalized embeddings of equal width (0 identical, 2 opposite)."""
+    if student_embedding.shape != teacher_embedding.shape:
+        raise ValueError(f"embedding shapes differ: {tuple(student_embedding.shape)} vs "
+                         f"{tuple(teacher_embedding.shape)}; project the student first")
+    cosine = (F.normalize(student_embedding, dim=1) * F.normalize(teacher_embedding, dim=1)).sum(1)
+    return (1 - cosine).mean()
+
+
+def _pairwise_distances(embedding: torch.Tensor) -> torch.Tensor:
+    distances = torch.cdist(embedding, embedding)
+    positive = distances[distances > 0]
+    return distances / (positive.mean() if positive.numel() else 1.0)
+
+
+def relational_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor,
+                    distance_weight: float = 1.0, angle_weight: float = 2.0) -> torch.Tensor:
+    """Relational KD: Huber loss between normalized pairwise distances and between triplet angles."""
+    distance = F.smooth_l1_loss(_pairwise_distances(student_embedding), _pairwise_distances(teacher_embedding))
+
+    def angles(e: torch.Tensor) -> torch.Tensor:
+        difference = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)
+        return torch.bmm(difference, difference.transpose(1, 2)).view(-1)
+
+    angle = F.smooth_l1_loss(angles(student_embedding), angles(teacher_embedding))
+    return distance_weight * distance + angle_weight * angle
+
+
+class Projection(nn.Module):
+    """Learned linear map from the student's embedding width to the teacher's (identity if equal)."""
+
+    def __init__(self, student_dim: int, teacher_dim: int):
+        super().__init__()
+        self.map = nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(x)
+
+
+def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: float = 4.0, alpha: float = 0.5,
+                      embedding_weight: float = 1.0, projection: Projection | None = None) -> Callable:
+    """A training loss ``(student, x, y) -> (loss, logits)`` for :func:`ocular_utils.training.fit`.
+
+    ``loss``: ``none`` (cross-entropy only: the no-teacher control), ``logit``, ``embedding``
+    (``CE + embedding_weight * (1 - cos)``), ``both`` (logit KD + embedding term) or ``relational``
+    (``CE + embedding_weight * RKD``). The teacher runs frozen in eval mode.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown distillation loss {loss!r}; expected one of {LOSSES}")
+    teacher.eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    projection = projection or Projection(1, 1)
+
+    def loss_fn(student: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        logits, embedding = student(x, return_embedding=True)
+        if loss == "none":
+            return F.cross_entropy(logits, y), logits
+        with torch.no_grad():
+            teacher_logits, teacher_embedding = teacher(x, return_embedding=True)
+        if loss in ("logit", "both"):
+            value = kd_loss(logits, teacher_logits, y, temperature, alpha)
+        else:
+            value = F.cross_entropy(logits, y)
+        if loss in ("embedding", "both"):
+            value = value + embedding_weight * embedding_loss(projection(embedding), teacher_embedding)
+        if loss == "relational":
+            value = value + embedding_weight * relational_loss(embedding, teacher_embedding)
+        return value, logits
+
+    return loss_fn
