@@ -1,0 +1,131 @@
+"""Latency harness (fake clock, threads restored), cost counts, and export round trips."""
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from ocular_utils import costs, export, latency
+from ocular_utils.models import build_model, deployed_network
+from ocular_utils.pruning import prune
+from ocular_utils.runtime import thread_count
+
+
+def test_statistics_on_a_fake_clock():
+    durations = iter([0.010, 0.030, 0.020, 0.040, 0.100])
+    now = itertools.count()
+    ticks = []
+
+    def clock():
+        if len(ticks) % 2 == 0:
+            ticks.append(float(next(now)))
+        else:
+            ticks.append(ticks[-1] + next(durations))
+        return ticks[-1]
+
+    calls = []
+    result = latency.time_callable(lambda: calls.append(1), warmup=2, repeats=5, clock=clock)
+    assert len(calls) == 7 and result.repeats == 5 and result.warmup == 2
+    assert result.min_ms == pytest.approx(10) and result.median_ms == pytest.approx(30)
+    assert result.mean_ms == pytest.approx(40)
+    assert result.p90_ms == pytest.approx(76)  # numpy linear interpolation between 40 and 100
+
+
+def test_max_seconds_stops_early_and_min_seconds_extends():
+    t = {"now": 0.0}
+
+    def clock():
+        t["now"] += 0.5
+        return t["now"]
+
+    assert latency.time_callable(lambda: None, warmup=0, repeats=100, max_seconds=1.0, clock=clock).repeats == 3
+    t["now"] = 0.0
+    assert latency.time_callable(lambda: None, warmup=0, repeats=2, min_seconds=2.0, clock=clock).repeats == 4
+
+
+def test_thread_setting_is_restored():
+    before = torch.get_num_threads()
+    with thread_count(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten())
+    latency.time_eager(net, (4, 4), threads=1, repeats=2, warmup=0)
+    assert torch.get_num_threads() == before
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=False), nn.ReLU(),
+                                      nn.Conv2d(4, 8, 3, groups=2, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.embedding = nn.Sequential(nn.Linear(8, 5))
+
+    def forward(self, x):
+        return self.embedding(self.backbone(x))
+
+
+def test_cost_counts_against_hand_counts():
+    net = Tiny()
+    cost = costs.model_cost(net, (8, 8))
+    # params: conv1 4*3*9 = 108; conv2 8*(4/2)*9 + 8 = 152; linear 8*5 + 5 = 45
+    assert cost["params"] == 108 + 152 + 45
+    # MACs at 8x8: conv1 out 4x4 -> 16 * 108; conv2 out 4x4 -> 16 * 144; linear 40
+    assert cost["macs"] == 16 * 108 + 16 * 144 + 40
+    with torch.no_grad():
+        net.backbone[0].weight[:2].zero_()
+    cost = costs.model_cost(net, (8, 8))
+    assert cost["nonzero_macs"] == 16 * 54 + 16 * 144 + 40
+    assert cost["nonzero_params"] == 305 - 54
+
+
+def test_costs_see_pruning_masks():
+    model = build_model("resnet18", 5, 16)
+    dense = costs.model_cost(deployed_network(model), (32, 32))
+    prune(model, "layer_weight", 4)
+    sparse = costs.model_cost(deployed_network(model), (32, 32))
+    assert sparse["macs"] == dense["macs"] and sparse["params"] == dense["params"]
+    assert sparse["nonzero_params"] == pytest.approx(dense["params"] / 4, rel=0.01)
+    assert sparse["nonzero_macs"] < 0.35 * dense["macs"]
+
+
+@pytest.fixture(scope="module")
+def small_embedder():
+    torch.manual_seed(0)
+    return deployed_network(build_model("mobilenet_v3_small", 4, 8)).eval()
+
+
+def test_onnx_round_trip(small_embedder, tmp_path):
+    path = export.export_onnx(small_embedder, tmp_path / "m.onnx", (32, 48))
+    assert export.verify_onnx(small_embedder, path, (32, 48)) < export.ATOL
+    session = export.onnx_session(path)
+    assert session.get_inputs()[0].shape[0] not in (1, 2, 3)  # a symbolic (dynamic) batch dimension
+
+
+@pytest.mark.skipif(not export.executorch_available(), reason="ExecuTorch is not installed")
+def test_executorch_round_trip(small_embedder, tmp_path):
+    path = export.export_executorch(small_embedder, tmp_path / "m.pte", (32, 48))
+    assert export.verify_executorch(small_embedder, path, (32, 48)) < export.ATOL
+    timing = latency.time_executorch(path, (32, 48), threads=1, repeats=3, warmup=1)
+    assert timing.median_ms > 0
+
+
+def test_mismatch_is_an_error():
+    import numpy as np
+
+    with pytest.raises(export.ExportMismatchError, match="differs from eager"):
+        export.check_agreement(np.zeros(3), np.ones(3), "test runtime")
+
+
+@pytest.mark.skipif(not export.coreml_available(), reason="coremltools is not installed (optional extra)")
+def test_coreml_export(small_embedder, tmp_path):
+    path = export.export_coreml(small_embedder, tmp_path / "m.mlpackage", (32, 48))
+    assert (path / "Manifest.json").is_file()
+
+
+def test_benchmark_rows(small_embedder, tmp_path):
+    table = latency.benchmark_network("tiny", small_embedder, (32, 48), tmp_path, ["eager", "onnxruntime"], 1,
+                                      repeats=3, warmup=1)
+    assert list(table["runtime"]) == ["eager", "onnxruntime"]
+    assert (table["median_ms"] > 0).all() and table.loc[1, "file_bytes"] > 0
+    with pytest.raises(ValueError, match="unknown runtimes"):
+        latency.benchmark_network("tiny", small_embedder, (32, 48), tmp_path, ["tflite"])
