@@ -1,0 +1,108 @@
+"""The paper's question on the data at hand: pruning versus distilled students, and the verdicts.
+
+Verdicts compare point estimates *and* 95% subject-bootstrap intervals: a difference whose
+intervals overlap is reported as "same direction, not separated by the data" rather than as a win.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PAPER_FINDINGS = {
+    "best_pruning": "Layerwise magnitude pruning at compression 8 is the best pruning setting.",
+    "kd_accuracy": "Knowledge distillation gives lower EER than pruning.",
+    "kd_time": "Knowledge distillation gives shorter deep-feature-extraction time than pruning.",
+}
+
+
+def _separated(a: pd.Series, b: pd.Series) -> bool:
+    return bool(a["eer ci_high"] < b["eer ci_low"] or b["eer ci_high"] < a["eer ci_low"])
+
+
+def attach_latency(models: pd.DataFrame, latency: pd.DataFrame, input_size: str, runtime: str = "eager",
+                   scope: str = "all models") -> pd.DataFrame:
+    """Add the measured ``median_ms`` of each model (one runtime, one input size) to the model table."""
+    part = latency[(latency["runtime"] == runtime) & (latency["input"] == input_size)]
+    if "scope" in part:
+        part = part[part["scope"] == scope]
+    return models.merge(part[["label", "median_ms"]].drop_duplicates("label"), on="label", how="left")
+
+
+def equal_compression(models: pd.DataFrame) -> pd.DataFrame:
+    """For each distilled student, the pruned models at the grid ratio nearest to the student's compression."""
+    pruned = models[models["kind"] == "prune"].copy()
+    pruned["requested"] = pruned["label"].str.extract(r" ([\d.]+)x$")[0].astype(float)
+    rows = []
+    for _, student in models[models["family"] == "KD student"].iterrows():
+        if pruned.empty:
+            break
+        ratios = np.array(sorted(pruned["requested"].unique()))
+        nearest = ratios[np.argmin(np.abs(np.log(ratios) - np.log(student["compression"])))]
+        rows.append(student.to_dict() | {"group": student["label"], "role": "student"})
+        at_ratio = pruned[pruned["requested"] == nearest]
+        for family, group in at_ratio.groupby("family"):
+            best = group.loc[group["eer"].idxmin()]
+            rows.append(best.to_dict() | {"group": student["label"], "role": f"best {family} at {nearest:g}x"})
+    return pd.DataFrame(rows)
+
+
+def paper_verdicts(models: pd.DataFrame) -> pd.DataFrame:
+    """The paper's three findings next to ours, with agree / disagree and the reason.
+
+    ``models`` is :func:`ocular_utils.tables.model_table` with a ``median_ms`` column.
+    """
+    rows = []
+    pruned = models[models["family"] == "unstructured pruning"]
+    students = models[models["family"] == "KD student"]
+    if len(pruned):
+        best = pruned.loc[pruned["eer"].idxmin()]
+        paper = pruned[pruned["label"] == "layer_weight 8x"]
+        if paper.empty:
+            verdict, reason = "not tested", "layer_weight at 8x is not in this grid"
+        elif paper.iloc[0]["label"] == best["label"]:
+            verdict, reason = "agree", "layer_weight 8x has the lowest EER of all unstructured settings"
+        elif not _separated(paper.iloc[0], best):
+            verdict = "agree within uncertainty"
+            reason = (f"{best['label']} has the lowest EER ({100 * best['eer']:.2f}%), but its interval overlaps "
+                      f"layer_weight 8x ({100 * paper.iloc[0]['eer']:.2f}%)")
+        else:
+            verdict = "disagree"
+            reason = (f"{best['label']} ({100 * best['eer']:.2f}%) is better than layer_weight 8x "
+                      f"({100 * paper.iloc[0]['eer']:.2f}%) and the intervals do not overlap")
+        rows.append({"finding": PAPER_FINDINGS["best_pruning"], "ours": f"best: {best['label']}",
+                     "verdict": verdict, "reason": reason})
+    if len(pruned) and len(students):
+        pairs = equal_compression(models)
+        wins, separated, total = 0, 0, 0
+        for group, part in pairs.groupby("group"):
+            student = part[part["role"] == "student"].iloc[0]
+            rivals = part[part["role"].str.contains("unstructured")]
+            for _, rival in rivals.iterrows():
+                total += 1
+                wins += student["eer"] < rival["eer"]
+                separated += student["eer"] < rival["eer"] and _separated(student, rival)
+        if total == 0:
+            verdict, reason = "not tested", "no pruned model near the students' compression"
+        elif wins == total:
+            verdict = "agree" if separated == total else "agree in direction"
+            reason = (f"every distilled student has lower EER than the best unstructured pruning at its compression "
+                      f"({separated} of {total} comparisons separated by the intervals)")
+        elif wins == 0:
+            verdict = "disagree"
+            reason = f"no distilled student beats the best unstructured pruning at its compression (0 of {total})"
+        else:
+            verdict = "mixed"
+            reason = f"{wins} of {total} students beat the best unstructured pruning at their compression"
+        rows.append({"finding": PAPER_FINDINGS["kd_accuracy"], "ours": f"{wins} of {total} comparisons favour KD",
+                     "verdict": verdict, "reason": reason})
+        if "median_ms" in models and models["median_ms"].notna().any():
+            fastest_pruned = pruned["median_ms"].min()
+            faster = students[students["median_ms"] < fastest_pruned]
+            verdict = "agree" if len(faster) == len(students) else ("mixed" if len(faster) else "disagree")
+            reason = (f"{len(faster)} of {len(students)} students run faster than the fastest unstructured pruned "
+                      f"model ({fastest_pruned:.2f} ms); unstructured zeros do not speed up dense kernels")
+            rows.append({"finding": PAPER_FINDINGS["kd_time"],
+                         "ours": f"students {students['median_ms'].min():.2f}-{students['median_ms'].max():.2f} ms, "
+                                 f"unstructured pruned {fastest_pruned:.2f}-{pruned['median_ms'].max():.2f} ms",
+                         "verdict": verdict, "reason": reason})
+    return pd.DataFrame(rows, columns=["finding", "ours", "verdict", "reason"])

@@ -1,0 +1,147 @@
+"""Execute the study's units with papermill: locally (a pool of processes) or on a Ray cluster.
+
+A unit is skipped when its record exists. A unit runs only after its dependencies completed; a
+failure stops its dependants (others go on) and is reported at the end with the executed notebook
+that shows the error.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .plan import Unit
+from .results import make_record, read_record, write_record
+
+
+class StudyFailed(RuntimeError):
+    """One or more units failed (their executed notebooks show why)."""
+
+
+@dataclass
+class Outcome:
+    """What happened to the units of one run of the study."""
+
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def execute_unit(unit: Unit, root: str | Path) -> float:
+    """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds."""
+    import papermill
+
+    root = Path(root)
+    run_dir = root / unit.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    papermill.execute_notebook(str(unit.notebook), str(root / unit.output), parameters=unit.params,
+                               cwd=str(root), progress_bar=False, log_output=False, kernel_name="python3")
+    seconds = time.perf_counter() - started
+    if unit.kind == "chapter":
+        write_record(run_dir, make_record("chapter", unit.params, label=unit.name, timings={"seconds": seconds}))
+    elif read_record(run_dir) is None:
+        raise RuntimeError(f"{unit.notebook.name} finished without writing {run_dir}/record.json")
+    return seconds
+
+
+def _ready(unit: Unit, done: set[str]) -> bool:
+    return all(dep in done for dep in unit.deps)
+
+
+def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "local", max_units: int | None = None,
+              ray_address: str | None = None, progress: bool = True) -> Outcome:
+    """Run every incomplete unit in dependency order with ``jobs`` at a time (or on Ray)."""
+    outcome = Outcome()
+    done = {name for name, unit in units.items() if unit.complete(root)}
+    outcome.skipped = sorted(done)
+    pending = [name for name in units if name not in done]
+    bar = tqdm(total=len(units), initial=len(done), desc="study", unit="notebook", disable=not progress)
+    submit = _local_submitter(jobs) if engine == "local" else _ray_submitter(ray_address)
+    running: dict = {}
+    started = 0
+    try:
+        while pending or running:
+            for name in list(pending):
+                unit = units[name]
+                if any(dep in outcome.failed or dep in outcome.blocked for dep in unit.deps):
+                    pending.remove(name)
+                    outcome.blocked.append(name)
+                    bar.update()
+                elif _ready(unit, done) and len(running) < submit.capacity and \
+                        (max_units is None or started < max_units):
+                    pending.remove(name)
+                    running[submit(unit, root)] = name
+                    started += 1
+                    bar.set_postfix_str(name)
+            if not running:
+                break
+            for handle in submit.wait(list(running)):
+                name = running.pop(handle)
+                try:
+                    outcome.seconds[name] = submit.result(handle)
+                    outcome.executed.append(name)
+                    done.add(name)
+                except Exception as error:  # reported at the end; dependants are blocked
+                    outcome.failed[name] = f"{type(error).__name__}: {str(error)[-800:]}"
+                bar.update()
+    finally:
+        submit.close()
+        bar.close()
+    return outcome
+
+
+class _local_submitter:
+    """Runs units in a thread pool; each unit's kernel is its own process."""
+
+    def __init__(self, jobs: int):
+        self.capacity = max(1, jobs)
+        self.pool = ThreadPoolExecutor(max_workers=self.capacity)
+
+    def __call__(self, unit: Unit, root: Path):
+        return self.pool.submit(execute_unit, unit, root)
+
+    def wait(self, handles):
+        finished, _ = wait(handles, return_when=FIRST_COMPLETED)
+        return list(finished)
+
+    def result(self, handle):
+        return handle.result()
+
+    def close(self):
+        self.pool.shutdown(wait=True)
+
+
+class _ray_submitter:
+    """Runs units as Ray tasks (one CPU each, one GPU for training units when the profile asks for CUDA)."""
+
+    def __init__(self, address: str | None):
+        try:
+            import ray
+        except ImportError as error:
+            raise RuntimeError("the ray engine needs Ray: pip install 'ocular-utils[cluster]'") from error
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+        self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.remote = ray.remote(execute_unit)
+
+    def __call__(self, unit: Unit, root: Path):
+        return self.remote.options(num_cpus=1, num_gpus=unit.gpus).remote(unit, str(root))
+
+    def wait(self, handles):
+        finished, _ = self.ray.wait(handles, num_returns=1)
+        return finished
+
+    def result(self, handle):
+        return self.ray.get(handle)
+
+    def close(self):
+        pass

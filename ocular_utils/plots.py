@@ -1,0 +1,173 @@
+"""Figures of the book (matplotlib + seaborn). Each function returns its figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from PIL import Image
+from scipy.stats import norm
+
+from .verification import det, roc
+
+sns.set_theme(context="notebook", style="whitegrid")
+DET_TICKS = [0.001, 0.01, 0.05, 0.2, 0.5]
+
+
+def synthetic_tag(ax, synthetic: bool) -> None:
+    """Stamp 'SYNTHETIC DATA' on an axis when the figure comes from generated images."""
+    if synthetic:
+        ax.text(0.99, 0.01, "SYNTHETIC DATA", transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                color="firebrick", alpha=0.8)
+
+
+def sample_grid(frame: pd.DataFrame, rows: str = "phone", cols: str = "light", seed: int = 0, synthetic: bool = False):
+    """One sample image per (rows x cols) condition, as stored on disk."""
+    frame = frame.copy()
+    if (frame[rows] == "").all():
+        frame[rows] = "all"
+    if (frame[cols] == "").all():
+        frame[cols] = "session " + frame["session"].astype(str)
+    row_values, col_values = sorted(frame[rows].unique()), sorted(frame[cols].unique())
+    fig, axes = plt.subplots(len(row_values), len(col_values), figsize=(2.6 * len(col_values), 1.9 * len(row_values)),
+                             squeeze=False)
+    rng = np.random.default_rng(seed)
+    for i, r in enumerate(row_values):
+        for j, c in enumerate(col_values):
+            ax = axes[i, j]
+            pool = frame[(frame[rows] == r) & (frame[cols] == c)]
+            ax.set_xticks([]), ax.set_yticks([])
+            if len(pool):
+                row = pool.iloc[int(rng.integers(len(pool)))]
+                with Image.open(row["path"]) as image:
+                    ax.imshow(image.convert("RGB"))
+                ax.set_xlabel(f"{row['subject']} {row['eye']} s{row['session']}", fontsize=8)
+            if i == 0:
+                ax.set_title(str(c))
+            if j == 0:
+                ax.set_ylabel(str(r))
+    synthetic_tag(axes[-1, -1], synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, synthetic: bool = False):
+    """Training loss, training accuracy and validation EER per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    axes[0].plot(history["epoch"], history["train_loss"], marker="o")
+    axes[0].set(xlabel="epoch", ylabel="training loss")
+    axes[1].plot(history["epoch"], history["train_accuracy"], marker="o")
+    axes[1].set(xlabel="epoch", ylabel="training accuracy")
+    if "val_eer" in history:
+        axes[2].plot(history["epoch"], 100 * history["val_eer"], marker="o", color="C3")
+        best = history.loc[history["val_eer"].idxmin()]
+        axes[2].axvline(best["epoch"], ls="--", color="grey", label=f"selected epoch {int(best['epoch'])}")
+        axes[2].legend()
+    axes[2].set(xlabel="epoch", ylabel="validation EER (%)")
+    synthetic_tag(axes[2], synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def score_distributions(genuine, impostor, threshold: float | None = None, title: str = "", synthetic: bool = False):
+    """Histograms of genuine and impostor cosine similarities, with the EER threshold."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    bins = np.linspace(min(np.min(genuine), np.min(impostor)), max(np.max(genuine), np.max(impostor)), 60)
+    ax.hist(impostor, bins=bins, density=True, alpha=0.55, label=f"impostor ({len(impostor):,})")
+    ax.hist(genuine, bins=bins, density=True, alpha=0.55, label=f"genuine ({len(genuine):,})")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", label="EER threshold")
+    ax.set(xlabel="cosine similarity", ylabel="density", title=title)
+    ax.legend()
+    synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def roc_det(curves: dict, synthetic: bool = False):
+    """ROC (log FAR axis) and DET (normal-deviate axes) of several models: ``{name: (genuine, impostor)}``."""
+    fig, (ax_roc, ax_det) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for name, (genuine, impostor) in curves.items():
+        r = roc(genuine, impostor)
+        keep = r["far"] > 0
+        ax_roc.plot(r["far"][keep], r["tar"][keep], label=name)
+        d = det(genuine, impostor)
+        eps = 1e-6
+        ax_det.plot(norm.ppf(np.clip(d["far"], eps, 1 - eps)), norm.ppf(np.clip(d["frr"], eps, 1 - eps)), label=name)
+    ax_roc.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", title="ROC")
+    ticks = norm.ppf(DET_TICKS)
+    labels = [f"{t:g}" for t in DET_TICKS]
+    ax_det.set_xticks(ticks, labels)
+    ax_det.set_yticks(ticks, labels)
+    ax_det.plot(ticks, ticks, color="grey", lw=0.8, ls=":")
+    ax_det.set(xlim=(ticks[0], ticks[-1]), ylim=(ticks[0], ticks[-1]), xlabel="false accept rate",
+               ylabel="false reject rate", title="DET (normal-deviate axes)")
+    ax_roc.legend(fontsize=8)
+    ax_det.legend(fontsize=8)
+    synthetic_tag(ax_det, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def eer_vs_compression(table: pd.DataFrame, base_eer: float | None = None, column: str = "eer", hue: str = "method",
+                       synthetic: bool = False, ax=None):
+    """EER (%) against achieved compression, one line per method, bootstrap bands where present."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for i, (method, group) in enumerate(table.sort_values("compression").groupby(hue, sort=True)):
+        colour = f"C{i}"
+        ax.plot(group["compression"], 100 * group[column], marker="o", label=method, color=colour)
+        low, high = f"{column} ci_low", f"{column} ci_high"
+        if low in group and group[low].notna().all():
+            ax.fill_between(group["compression"], 100 * group[low], 100 * group[high], alpha=0.15, color=colour)
+    if base_eer is not None:
+        ax.axhline(100 * base_eer, color="k", ls="--", lw=1, label="unpruned base")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="compression (parameters / nonzero parameters)", ylabel="EER (%)")
+    ax.legend(fontsize=8)
+    synthetic_tag(ax, synthetic)
+    if own:
+        fig.tight_layout()
+        return fig
+    return ax.figure
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str = "eer") -> pd.DataFrame:
+    """The points not dominated in (lower ``x``, lower ``y``), sorted by ``x``."""
+    ordered = points.sort_values([x, y])
+    best = np.inf
+    keep = []
+    for index, row in ordered.iterrows():
+        if row[y] < best:
+            keep.append(index)
+            best = row[y]
+    return ordered.loc[keep]
+
+
+def tradeoff(points: pd.DataFrame, x: str, xlabel: str, y: str = "eer", hue: str = "family", log_x: bool = True,
+             synthetic: bool = False):
+    """EER against a cost (latency, size, MACs) for every model, with the Pareto front."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    sns.scatterplot(data=points, x=x, y=points[y] * 100, hue=hue, style=hue, s=70, ax=ax)
+    front = pareto_front(points, x, y)
+    ax.step(front[x], front[y] * 100, where="post", color="k", lw=1, ls="--", label="Pareto front")
+    for _, row in front.iterrows():
+        ax.annotate(row["label"], (row[x], row[y] * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="EER (%)")
+    ax.legend(fontsize=8)
+    synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` as PNG (for pages that show it with ``{figure}``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    return path

@@ -1,0 +1,178 @@
+"""``ocular-study``: run a profile's notebooks through papermill, keep the records, build the book.
+
+Examples::
+
+    ocular-study run                       # the embedded default study + book (_build/html)
+    ocular-study run --profile smoke       # seconds; what the tests run
+    ocular-study run --profile visob --jobs 4 --engine ray --ray-address auto
+    ocular-study status --profile default  # which units are done
+    torchrun --nproc_per_node 4 -m ocular_utils.study train --profile visob   # DDP base training
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import book, distributed, engines
+from .plan import Planner
+from .profiles import available_profiles, load_profile
+
+
+def project_root() -> Path:
+    """The repository folder (parent of the ``ocular_utils`` package)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def plan(profile_name: str, results: str = "results", threads: int | None = None):
+    """Load a profile and build its units."""
+    profile = load_profile(profile_name)
+    root = project_root()
+    return profile, Planner(profile, root, results, threads).build(), root
+
+
+def book_output(root: Path, profile: dict) -> Path:
+    """Where the profile's book goes: ``_build/html`` for the default profile, else ``_build/<profile>/...``."""
+    return root if profile["name"] == "default" else root / "_build" / profile["name"]
+
+
+def command_run(args) -> int:
+    """Run (or resume) every unit of the profile, then build the book."""
+    profile, units, root = plan(args.profile, args.results, args.threads)
+    jobs = args.jobs or profile.get("jobs", 1)
+    print(f"profile {profile['name']}: {len(units)} notebooks, {jobs} at a time, engine {args.engine}; "
+          f"results in {Path(args.results) / profile['name']}", flush=True)
+    if args.dry_run:
+        for unit in units.values():
+            state = "done" if unit.complete(root) else "to run"
+            print(f"  {state:7s} {unit.name:40s} {unit.run_dir}")
+        return 0
+    started = time.perf_counter()
+    outcome = engines.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
+                                ray_address=args.ray_address, progress=not args.quiet)
+    seconds = time.perf_counter() - started
+    print(f"executed {len(outcome.executed)}, skipped (already complete) {len(outcome.skipped)}, "
+          f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)} in {seconds:.0f}s", flush=True)
+    timing_path = root / args.results / profile["name"] / "timings.json"
+    timing_path.parent.mkdir(parents=True, exist_ok=True)
+    timing_path.write_text(json.dumps({"wall_seconds": seconds, "units": outcome.seconds}, indent=1))
+    for name, error in outcome.failed.items():
+        print(f"FAILED {name}: {error}\n  see {units[name].output}", file=sys.stderr)
+    if outcome.failed:
+        return 1
+    if len(outcome.executed) + len(outcome.skipped) < len(units):
+        print("stopped before the end (--max-units); run again to resume", flush=True)
+        return 0
+    if not args.no_book:
+        return command_book(args, profile=profile, units=units, root=root)
+    return 0
+
+
+def command_book(args, profile=None, units=None, root=None) -> int:
+    """Build the book from the executed notebooks of a profile."""
+    if profile is None:
+        profile, units, root = plan(args.profile, args.results, args.threads)
+    missing = [u.name for u in units.values() if not u.complete(root)]
+    if missing:
+        print(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
+              f"run `ocular-study run --profile {profile['name']}` first", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    toc = book.assemble(units, root, profile)
+    html = book.build(root, toc, book_output(root, profile), strict=not args.no_strict)
+    print(f"book built in {time.perf_counter() - started:.0f}s: {html / 'index.html'}", flush=True)
+    return 0
+
+
+def command_status(args) -> int:
+    """Print each unit and whether it is complete."""
+    args.dry_run = True
+    return command_run(args)
+
+
+def command_profiles(args) -> int:
+    """List the shipped profiles."""
+    for name in available_profiles():
+        print(f"{name:10s} {load_profile(name).get('description', '')}")
+    return 0
+
+
+def command_train(args) -> int:
+    """Train the base model (or a student) of a profile in its run folder; DDP-aware under torchrun."""
+    from . import experiments, pipeline
+
+    profile, units, root = plan(args.profile, args.results, args.threads)
+    threads = args.threads or profile.get("threads")
+    device = pipeline.setup(profile.get("seed", 0), threads, profile.get("device", "auto"))
+    device = distributed.init_from_env() or device
+    name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
+    if name not in units:
+        raise SystemExit(f"profile {profile['name']} has no unit {name!r}")
+    unit = units[name]
+    params = unit.params
+    data = pipeline.prepare_data(params["data"], progress=distributed.is_main())
+    run_dir = root / unit.run_dir
+    if args.target == "base":
+        experiments.train_base_model(data, run_dir, params["backbone"], params["embedding_dim"], params["head"],
+                                     params["pretrained"], params["train"], device=device, seed=params["seed"],
+                                     progress="bar")
+    else:
+        experiments.train_student(data, root / params["teacher_dir"], run_dir, params["student"], params["loss"],
+                                  params["temperature"], params["alpha"], params["embedding_weight"],
+                                  train=params["train"], device=device, seed=params["seed"], progress="bar")
+    if distributed.is_main():
+        print(f"trained {name} in {run_dir}; `ocular-study run --profile {profile['name']}` now evaluates it")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    top = argparse.ArgumentParser(prog="ocular-study", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--profile", default="default", help="profile name or path to a .yml (default: default)")
+        p.add_argument("--results", default="results",
+                       help="results folder, relative to the project (default: results)")
+        p.add_argument("--threads", type=int, default=None, help="torch threads per notebook (default: the profile's)")
+
+    run = sub.add_parser("run", help="run (or resume) a profile's notebooks, then build its book")
+    common(run)
+    run.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: the profile's)")
+    run.add_argument("--engine", choices=["local", "ray"], default="local", help="where units run")
+    run.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local cluster)")
+    run.add_argument("--max-units", type=int, default=None, help="stop after starting this many units")
+    run.add_argument("--no-book", action="store_true", help="do not build the book")
+    run.add_argument("--no-strict", action="store_true", help="build the book without -W")
+    run.add_argument("--dry-run", action="store_true", help="list the units and their state only")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=command_run)
+    bk = sub.add_parser("book", help="build the book from a profile's executed notebooks")
+    common(bk)
+    bk.add_argument("--no-strict", action="store_true", help="build without -W")
+    bk.set_defaults(func=command_book)
+    st = sub.add_parser("status", help="list a profile's units and which are complete")
+    common(st)
+    st.set_defaults(func=command_status, jobs=None, engine="local")
+    pr = sub.add_parser("profiles", help="list the shipped profiles")
+    pr.set_defaults(func=command_profiles)
+    tr = sub.add_parser("train", help="train the base model or a student (use under torchrun for DDP)")
+    common(tr)
+    tr.add_argument("--target", choices=["base", "student"], default="base")
+    tr.add_argument("--student", default=None, help="student network (with --target student)")
+    tr.add_argument("--loss", default="logit", help="distillation loss (with --target student)")
+    tr.set_defaults(func=command_train)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ocular-study``."""
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Result records, profiles and the device-measurement schema."""
+import json
+
+import pandas as pd
+import pytest
+
+from ocular_utils import results
+from ocular_utils.device_measurements import COLUMNS, load_device_measurements
+from ocular_utils.io import atomic_write_json
+from ocular_utils.plan import Planner
+from ocular_utils.profiles import available_profiles, load_profile
+from ocular_utils.study import project_root
+
+
+def test_run_key_is_stable_and_sensitive():
+    a = results.run_key("prune", {"method": "layer_weight", "compression": 8}, "v1")
+    assert a == results.run_key("prune", {"compression": 8, "method": "layer_weight"}, "v1")
+    assert a != results.run_key("prune", {"compression": 16, "method": "layer_weight"}, "v1")
+    assert a != results.run_key("prune", {"compression": 8, "method": "layer_weight"}, "v2")
+
+
+def test_code_version_ignores_notebook_outputs(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": "x = 1", "outputs": []}], "metadata": {}}
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(nb))
+    before = results.code_version([path])
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "text": "hi"}]
+    path.write_text(json.dumps(nb))
+    assert results.code_version([path]) == before
+    nb["cells"][0]["source"] = "x = 2"
+    path.write_text(json.dumps(nb))
+    assert results.code_version([path]) != before
+
+
+def test_records_round_trip_and_only_complete_ones_load(tmp_path):
+    record = results.make_record("prune", {"method": "random"}, metrics={"eer": 0.1}, synthetic=True)
+    results.write_record(tmp_path / "a", record)
+    atomic_write_json(tmp_path / "b" / "record.json", record | {"status": "running"})
+    (tmp_path / "c").mkdir()
+    assert results.is_complete(tmp_path / "a") and not results.is_complete(tmp_path / "b")
+    table = results.load_records(tmp_path)
+    assert len(table) == 1 and table.loc[0, "metrics.eer"] == 0.1 and table.loc[0, "params.method"] == "random"
+    assert not list(tmp_path.rglob("*.tmp")), "atomic writes leave no temporary files"
+
+
+def test_shipped_profiles_load_and_plan():
+    assert {"smoke", "default", "visob", "ufpr"} <= set(available_profiles())
+    for name in available_profiles():
+        profile = load_profile(name)
+        units = Planner(profile, project_root()).build()
+        kinds = pd.Series([u.kind for u in units.values()]).value_counts()
+        grid = profile["pruning"]
+        assert kinds["prune"] == len(grid["compressions"]) * (len(grid["methods"]) + len(grid.get("structured", [])))
+        names = list(units)
+        for unit in units.values():
+            assert all(names.index(dep) < names.index(unit.name) for dep in unit.deps), unit.name
+    default = load_profile("default")
+    assert len(default["pruning"]["methods"]) == 5 and default["pruning"]["compressions"] == [2, 4, 8, 16, 32]
+
+
+def test_bad_profiles_are_named(tmp_path):
+    text = (project_root() / "ocular_utils/profiles/smoke.yml").read_text()
+    for old, new, message in [("methods: [layer_weight", "methods: [magnitude", "unknown method 'magnitude'"),
+                              ("compressions: [4]", "compressions: [0.5]", "not a ratio"),
+                              ("epochs: 1, batch_size: 16, optimizer: adamw",
+                               "epoch: 1, batch_size: 16, optimizer: adamw", "unknown training settings"),
+                              ("runtimes: [eager", "runtimes: [tflite", "unknown runtime")]:
+        path = tmp_path / "p.yml"
+        path.write_text(text.replace(old, new, 1))
+        with pytest.raises(ValueError, match=message):
+            load_profile(path)
+    with pytest.raises(ValueError, match="unknown profile"):
+        load_profile("nonexistent")
+
+
+def test_plan_keys_follow_upstream_changes():
+    profile = load_profile("smoke")
+    first = Planner(profile, project_root()).build()
+    profile["base"]["train"] = dict(profile["base"]["train"], epochs=2)
+    second = Planner(profile, project_root()).build()
+    assert first["data"].key == second["data"].key
+    assert first["base"].key != second["base"].key
+    assert all(first[n].key != second[n].key for n in first if n.startswith("prune/"))
+
+
+def test_device_measurements_schema(tmp_path):
+    shipped = load_device_measurements(project_root() / "data")
+    assert set(shipped["device"]) >= {"iPhone 6", "iPhone X", "iPhone XR", "iPad Air 2", "iPad 7th generation"}
+    assert shipped["median_ms"].isna().all(), "the paper's values are not available: no number may be invented"
+    good = pd.DataFrame([["Pixel 8", "executorch-xnnpack", "mobilenet_v2", "224x224", 1, 7.5, "me, 2026"]],
+                        columns=COLUMNS)
+    good.to_csv(tmp_path / "device_latency_mine.csv", index=False)
+    assert load_device_measurements(tmp_path).loc[0, "median_ms"] == 7.5
+    good.drop(columns="source").to_csv(tmp_path / "device_latency_bad.csv", index=False)
+    with pytest.raises(ValueError, match="lacks columns \\['source'\\]"):
+        load_device_measurements(tmp_path)
+    (tmp_path / "device_latency_bad.csv").unlink()
+    good.assign(input_size="224").to_csv(tmp_path / "device_latency_bad.csv", index=False)
+    with pytest.raises(ValueError, match="input_size must look like"):
+        load_device_measurements(tmp_path)
