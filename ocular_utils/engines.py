@@ -7,6 +7,7 @@ that shows the error.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,6 +32,39 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_bytes: int = 0
+
+
+class MemorySampler:
+    """Peak resident memory of this process and all its children (kernels), sampled in a thread."""
+
+    def __init__(self, interval: float = 0.5):
+        import psutil
+
+        self.process, self.interval, self.peak = psutil.Process(), interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self.process, *self.process.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def execute_unit(unit: Unit, root: str | Path) -> float:
@@ -66,6 +100,7 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
     submit = _local_submitter(jobs) if engine == "local" else _ray_submitter(ray_address)
     running: dict = {}
     started = 0
+    sampler = MemorySampler().__enter__()
     try:
         while pending or running:
             for name in list(pending):
@@ -94,6 +129,8 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
     finally:
         submit.close()
         bar.close()
+        sampler.__exit__()
+        outcome.peak_rss_bytes = sampler.peak
     return outcome
 
 

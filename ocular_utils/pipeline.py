@@ -6,22 +6,25 @@ the split, the decoded images and the test trials.
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from . import structured
 from .data import load_dataset
-from .data.images import ImageStore, build_image_store
+from .data.images import BatchLoader, ImageStore, build_image_store, iterate_images
 from .data.protocols import Split, build_trials, make_split
 from .data.schema import OcularDataset
 from .data.synthetic import SyntheticConfig, generate_visob_like
 from .evaluation import Evaluation, evaluate, validation_metric
-from .io import atomic_write_json
+from .io import atomic_write_bytes, atomic_write_json
 from .models import OcularNet, build_model
+from .pruning import parameter_counts
 from .runtime import seed_everything, select_device, set_threads
 from .storage import load_state_dict_file, save_state_dict, serialized_size
 
@@ -108,8 +111,6 @@ class StudyData:
 
     def training_batch(self, batch_size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """One unaugmented, seeded batch of training images and labels (for gradient-based pruning)."""
-        from .data.images import BatchLoader
-
         loader = BatchLoader(self.store, self.split.train, min(batch_size, len(self.split.train)), seed=seed)
         return next(iter(loader))
 
@@ -158,42 +159,45 @@ def prepare_data(data: dict | None = None, progress: bool = False) -> StudyData:
     return StudyData(dataset, split, store, trials, settings, notes + split.notes)
 
 
-def model_spec(model: OcularNet, channel_pruned: bool = False) -> dict:
-    """What is needed to rebuild ``model`` before loading its state dict."""
+def model_spec(model: OcularNet, channel_pruned: bool = False, sparse: bool = False) -> dict:
+    """What is needed to rebuild ``model`` before loading its state dict (and which file holds it)."""
     return {"backbone": model.backbone_name, "embedding_dim": model.embedding_dim,
             "num_classes": model.head.out_features, "head": "linear" if isinstance(model.head, torch.nn.Linear)
-            else "cosine", "channel_pruned": channel_pruned}
+            else "cosine", "channel_pruned": channel_pruned, "format": "sparse" if sparse else "dense"}
 
 
 def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", channel_pruned: bool = False,
-               sparse: bool = False) -> dict:
-    """Save ``<name>.pt`` (dense state dict) + ``<name>.json`` (spec), and ``<name>.sparse.pt`` if ``sparse``.
+               sparse: bool = False, gzip_size: bool = False) -> dict:
+    """Save the model as ``<name>.pt`` (dense) or ``<name>.sparse.pt`` (bit mask + nonzeros) + ``<name>.json``.
 
-    Masks must be folded in first (:func:`ocular_utils.pruning.make_permanent`). Returns file sizes.
+    Masks must be folded in first (:func:`ocular_utils.pruning.make_permanent`). Returns the file's
+    size and the sizes of the *deployed* network (head excluded) as dense, sparse and half-precision
+    sparse files (and gzip-compressed dense with ``gzip_size``), measured by serializing them.
     """
     run_dir = Path(run_dir)
     state = model.state_dict()
-    sizes = {"dense_bytes": save_state_dict(state, run_dir / f"{name}.pt")}
+    file = run_dir / (f"{name}.sparse.pt" if sparse else f"{name}.pt")
+    sizes = {"file_bytes": save_state_dict(state, file, sparse=sparse)}
     deployed = {k: v for k, v in state.items() if not k.startswith("head.")}
     sizes["deployed_dense_bytes"] = serialized_size(deployed)
-    sizes["deployed_dense_gzip_bytes"] = serialized_size(deployed, compress=True)
+    if gzip_size:
+        sizes["deployed_dense_gzip_bytes"] = serialized_size(deployed, compress=True)
     if sparse:
-        sizes["sparse_bytes"] = save_state_dict(state, run_dir / f"{name}.sparse.pt", sparse=True)
         sizes["deployed_sparse_bytes"] = serialized_size(deployed, sparse=True)
         sizes["deployed_sparse_half_bytes"] = serialized_size(deployed, sparse=True, half=True)
-    atomic_write_json(run_dir / f"{name}.json", model_spec(model, channel_pruned))
+    atomic_write_json(run_dir / f"{name}.json", model_spec(model, channel_pruned, sparse))
     return sizes
 
 
-def load_model(run_dir: str | Path, name: str = "model", sparse: bool = False,
-               device: torch.device | str = "cpu") -> OcularNet:
-    """Rebuild and load a model saved by :func:`save_model` (``weights_only=True``)."""
+def load_model(run_dir: str | Path, name: str = "model", device: torch.device | str = "cpu") -> OcularNet:
+    """Rebuild and load a model saved by :func:`save_model` (``weights_only=True``), in eval mode."""
     run_dir = Path(run_dir)
     spec_path = run_dir / f"{name}.json"
     if not spec_path.is_file():
         raise FileNotFoundError(f"{spec_path} does not exist: {run_dir} holds no saved model {name!r}")
     spec = json.loads(spec_path.read_text())
     model = build_model(spec["backbone"], spec["num_classes"], spec["embedding_dim"], head=spec["head"])
+    sparse = spec.get("format") == "sparse"
     state = load_state_dict_file(run_dir / (f"{name}.sparse.pt" if sparse else f"{name}.pt"))
     if spec.get("channel_pruned"):
         structured.reshape_to_state_dict(model, state)
@@ -213,18 +217,9 @@ def metrics_of(evaluation: Evaluation, prefix: str = "") -> dict:
     return {f"{prefix}{k}": v for k, v in evaluation.report.items()}
 
 
-__all__ = ["StudyData", "prepare_data", "setup", "save_model", "load_model", "evaluate_model", "metrics_of",
-           "model_spec", "data_settings"]
-
 
 def save_scores(evaluation: Evaluation, run_dir: str | Path) -> Path:
     """Store the test trial scores (``scores.npz``) so later chapters can draw ROC/DET curves."""
-    import io
-
-    import numpy as np
-
-    from .io import atomic_write_bytes
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy())
     return atomic_write_bytes(Path(run_dir) / "scores.npz", buffer.getvalue())
@@ -232,35 +227,21 @@ def save_scores(evaluation: Evaluation, run_dir: str | Path) -> Path:
 
 def load_scores(run_dir: str | Path) -> tuple:
     """``(genuine, impostor)`` scores saved by :func:`save_scores`."""
-    import numpy as np
-
     with np.load(Path(run_dir) / "scores.npz") as payload:
         scores, genuine = payload["scores"], payload["genuine"]
     return scores[genuine], scores[~genuine]
 
 
-def verify_reload(model: OcularNet, run_dir: str | Path, data: StudyData, sparse: bool = False,
-                  device: torch.device | str = "cpu", images: int = 16) -> dict:
-    """Reload the saved model (dense and, if stored, sparse) and check nonzeros and embeddings match."""
-    from .data.images import iterate_images
-    from .pruning import parameter_counts
-
+def verify_reload(model: OcularNet, run_dir: str | Path, data: StudyData, device: torch.device | str = "cpu",
+                  images: int = 16) -> dict:
+    """Reload the saved model from its file and check that nonzeros and embeddings match."""
     batch = next(iterate_images(data.store, data.split.test.head(images), images)).to(device)
     model.eval()
+    loaded = load_model(run_dir, device=device)
     with torch.inference_mode():
-        reference = model.embed(batch)
-    expected = parameter_counts(model)["nonzero"]
-    report = {}
-    for label, use_sparse in (("dense", False), ("sparse", True)):
-        if use_sparse and not sparse:
-            continue
-        loaded = load_model(run_dir, sparse=use_sparse, device=device)
-        nonzero = parameter_counts(loaded)["nonzero"]
-        with torch.inference_mode():
-            difference = float((loaded.embed(batch) - reference).abs().max())
-        if nonzero != expected or difference > 1e-4:
-            raise RuntimeError(f"reloaded {label} model differs: {nonzero} vs {expected} nonzeros, "
-                               f"max embedding difference {difference:.3g}")
-        report[f"reload_{label}_max_abs_diff"] = difference
-    report["reload_nonzero"] = expected
-    return report
+        difference = float((loaded.embed(batch) - model.embed(batch)).abs().max())
+    expected, nonzero = parameter_counts(model)["nonzero"], parameter_counts(loaded)["nonzero"]
+    if nonzero != expected or difference > 1e-4:
+        raise RuntimeError(f"reloaded model differs: {nonzero} vs {expected} nonzeros, "
+                           f"max embedding difference {difference:.3g}")
+    return {"reload_max_abs_diff": difference, "reload_nonzero": expected}

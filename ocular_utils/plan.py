@@ -59,7 +59,7 @@ class Planner:
         self.profile = profile
         self.root = project_root
         self.base = Path(results) / profile["name"]
-        self.threads = threads if threads is not None else profile.get("threads", 1)
+        self.threads_override = threads
         self.units: dict[str, Unit] = {}
         self.notebook_dir = project_root / "notebooks"
         self.versions: dict[str, str] = {}
@@ -84,9 +84,18 @@ class Planner:
         self.units[name] = unit
         return unit
 
-    def common(self) -> dict:
+    def threads(self, kind: str) -> int:
+        """Torch threads of a unit: the profile's ``threads`` (a number, or ``{kind: n, default: n}``)."""
+        if self.threads_override is not None:
+            return self.threads_override
+        setting = self.profile.get("threads", 1)
+        if isinstance(setting, dict):
+            return int(setting.get(kind, setting.get("default", 1)))
+        return int(setting)
+
+    def common(self, kind: str) -> dict:
         """Parameters every training/evaluation notebook takes."""
-        return {"seed": self.profile.get("seed", 0), "threads": self.threads,
+        return {"seed": self.profile.get("seed", 0), "threads": self.threads(kind),
                 "device": self.profile.get("device", "auto"), "replicates": self.profile.get("replicates", 200)}
 
     def data(self) -> dict:
@@ -99,8 +108,8 @@ class Planner:
         base_cfg = p["base"]
         self.add("data", "data", {"data": data, "backbone": base_cfg.get("backbone", "resnet50"),
                                   "batch_size": base_cfg.get("train", {}).get("batch_size", 32),
-                                  "threads": self.threads, "device": p.get("device", "auto")}, chapter="data")
-        base = self.add("base", "base", {"data": data, **{k: v for k, v in base_cfg.items()}, **self.common()},
+                                  "threads": self.threads("data"), "device": p.get("device", "auto")}, chapter="data")
+        base = self.add("base", "base", {"data": data, **{k: v for k, v in base_cfg.items()}, **self.common("base")},
                         deps=["data"], chapter="train_base")
         grid = p.get("pruning", {})
         prune_units = []
@@ -109,7 +118,7 @@ class Planner:
                 prune_units.append(self.add(
                     f"prune/{method}-{ratio:g}x", "prune",
                     {"data": data, "base_dir": str(base.run_dir), "method": method, "compression": ratio,
-                     "finetune": grid.get("finetune", {}), "round_to": grid.get("round_to"), **self.common()},
+                     "finetune": grid.get("finetune", {}), "round_to": grid.get("round_to"), **self.common("prune")},
                     deps=["base"]))
         kd = p.get("distillation", {})
         kd_units = []
@@ -120,7 +129,7 @@ class Planner:
                     {"data": data, "teacher_dir": str(base.run_dir), "student": student, "loss": loss,
                      "temperature": kd.get("temperature", 4.0), "alpha": kd.get("alpha", 0.5),
                      "embedding_weight": kd.get("embedding_weight", 1.0), "train": kd.get("train", {}),
-                     **self.common()},
+                     **self.common("distill")},
                     deps=["base"]))
         model_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
         model_deps = ["base"] + [u.name for u in prune_units + kd_units]

@@ -50,6 +50,10 @@ def load_profile(name_or_path: str | Path) -> dict:
         if required not in profile:
             raise ValueError(f"profile {path} lacks the {required!r} section")
     data_settings(profile["data"])
+    threads = profile.get("threads", 1)
+    by_kind = isinstance(threads, dict) and all(isinstance(v, int) for v in threads.values())
+    if not (isinstance(threads, int) or by_kind):
+        raise ValueError(f"threads must be a number or a mapping kind -> number (got {threads!r})")
     base = profile["base"]
     _check_keys(base, {"backbone", "embedding_dim", "head", "pretrained", "train"}, "base")
     if base.get("backbone", "resnet50") not in CLASSIFIER_ATTRIBUTE:

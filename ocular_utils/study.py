@@ -57,7 +57,9 @@ def command_run(args) -> int:
           f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)} in {seconds:.0f}s", flush=True)
     timing_path = root / args.results / profile["name"] / "timings.json"
     timing_path.parent.mkdir(parents=True, exist_ok=True)
-    timing_path.write_text(json.dumps({"wall_seconds": seconds, "units": outcome.seconds}, indent=1))
+    timing_path.write_text(json.dumps({"wall_seconds": seconds, "peak_rss_bytes": outcome.peak_rss_bytes,
+                                       "units": outcome.seconds}, indent=1))
+    print(f"peak memory (runner + kernels): {outcome.peak_rss_bytes / 2**30:.2f} GiB", flush=True)
     for name, error in outcome.failed.items():
         print(f"FAILED {name}: {error}\n  see {units[name].output}", file=sys.stderr)
     if outcome.failed:

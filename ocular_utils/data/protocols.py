@@ -218,7 +218,8 @@ def build_trials(test: pd.DataFrame, pairs: pd.DataFrame | None = None, eyes: st
     return trials.reset_index(drop=True)
 
 
-def _cross_session_trials(test: pd.DataFrame, eyes: str, max_impostors: int | None, seed: int) -> pd.DataFrame:
+def _cross_session_trials(test: pd.DataFrame, eyes: str, max_impostors: int | None, seed: int,
+                          chunk: int = 2048) -> pd.DataFrame:
     first_session = test.groupby("identity")["session"].transform("min")
     single_session = test["session"].nunique() == 1
     if single_session:
@@ -228,27 +229,36 @@ def _cross_session_trials(test: pd.DataFrame, eyes: str, max_impostors: int | No
         probe_mask = ~enrol_mask
     enrol, probe = np.flatnonzero(enrol_mask), np.flatnonzero(probe_mask)
     identity = pd.factorize(test["identity"])[0]
-    side = test["eye"].to_numpy() if eyes == "separate" else np.zeros(len(test), dtype=object)
-    comparable = (side[probe][:, None] == side[enrol][None, :])
-    genuine = identity[probe][:, None] == identity[enrol][None, :]
-    if single_session:
-        upper = probe[:, None] < enrol[None, :]
-        comparable &= upper
-    impostor = comparable & ~genuine
-    genuine &= comparable
-    rng = np.random.default_rng(seed)
-    n_impostor = int(impostor.sum())
-    if max_impostors is not None and n_impostor > max_impostors:
-        keep = np.zeros(n_impostor, bool)
-        keep[rng.choice(n_impostor, size=max_impostors, replace=False)] = True
-        flat = np.flatnonzero(impostor.ravel())
-        impostor = np.zeros(impostor.size, bool)
-        impostor[flat[keep]] = True
-        impostor = impostor.reshape(genuine.shape)
-    gi, gj = np.nonzero(genuine)
-    ii, ij = np.nonzero(impostor)
-    return pd.DataFrame({
-        "probe": np.concatenate([probe[gi], probe[ii]]),
-        "reference": np.concatenate([enrol[gj], enrol[ij]]),
-        "genuine": np.concatenate([np.ones(len(gi), bool), np.zeros(len(ii), bool)]),
-    })
+    side = pd.factorize(test["eye"])[0] if eyes == "separate" else np.zeros(len(test), int)
+
+    def masks(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        comparable = side[rows][:, None] == side[enrol][None, :]
+        if single_session:
+            comparable &= rows[:, None] < enrol[None, :]
+        genuine = comparable & (identity[rows][:, None] == identity[enrol][None, :])
+        return genuine, comparable & ~genuine
+
+    # Probes are processed in chunks so that memory stays bounded on large test sets; a fixed,
+    # seeded set of impostor positions (exactly max_impostors of them) is drawn up front.
+    chunks = [probe[i:i + chunk] for i in range(0, len(probe), chunk)]
+    counts = [int(masks(rows)[1].sum()) for rows in chunks]
+    total = sum(counts)
+    chosen = None
+    if max_impostors is not None and total > max_impostors:
+        chosen = np.sort(np.random.default_rng(seed).choice(total, size=max_impostors, replace=False))
+    parts, offset = [], 0
+    for rows, count in zip(chunks, counts):
+        genuine, impostor = masks(rows)
+        gi, gj = np.nonzero(genuine)
+        ii, ij = np.nonzero(impostor)
+        if chosen is not None:
+            local = chosen[(chosen >= offset) & (chosen < offset + count)] - offset
+            ii, ij = ii[local], ij[local]
+        offset += count
+        parts.append(pd.DataFrame({
+            "probe": np.concatenate([rows[gi], rows[ii]]),
+            "reference": np.concatenate([enrol[gj], enrol[ij]]),
+            "genuine": np.concatenate([np.ones(len(gi), bool), np.zeros(len(ii), bool)]),
+        }))
+    trials = pd.concat(parts, ignore_index=True)
+    return trials.sort_values("genuine", ascending=False, kind="stable").reset_index(drop=True)

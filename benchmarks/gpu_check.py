@@ -1,0 +1,76 @@
+"""GPU check of the study's code paths (CUDA), with throughput figures for sizing the paper-scale profiles.
+
+Runs the package's functions directly (no notebooks): synthetic data, ResNet50 training and
+evaluation, the five pruning methods with fine-tuning, channel pruning, distillation, and the
+training throughput of ResNet50 and MobileNetV2 at the study's and the paper's input sizes.
+
+    python benchmarks/gpu_check.py --out gpu_check.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ocular_utils import costs, experiments, pipeline, pruning
+from ocular_utils.models import build_model, deployed_network
+from ocular_utils.runtime import describe_machine
+from ocular_utils.training import training_throughput
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", default="/tmp/ocular-gpu-check")
+    parser.add_argument("--out", default="gpu_check.json")
+    args = parser.parse_args()
+    work = Path(args.work)
+    device = pipeline.setup(0, None, "auto")
+    report = {"machine": describe_machine(), "device": str(device)}
+    print(report, flush=True)
+    started = time.perf_counter()
+    data = pipeline.prepare_data({"root": str(work / "data"), "synthetic": {"subjects": 60, "seed": 0},
+                                  "image_size": [48, 72], "cache_dir": str(work / "cache")})
+    report["data_seconds"] = time.perf_counter() - started
+    train = {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
+             "warmup_epochs": 0.5}
+    started = time.perf_counter()
+    base, result = experiments.train_base_model(data, work / "base", "resnet50", 128, train=train, device=device)
+    report["base"] = {"seconds": time.perf_counter() - started, "images_per_second": result.images_per_second,
+                      "eer": pipeline.evaluate_model(base, data, device, replicates=50).report["eer"]}
+    print("base", report["base"], flush=True)
+    finetune = {"epochs": 1, "batch_size": 64, "optimizer": "sgd", "lr": 0.001, "max_batches_per_epoch": 10}
+    report["pruning"] = {}
+    for method in list(pruning.METHODS) + ["channel_magnitude", "channel_taylor"]:
+        model = copy.deepcopy(base)
+        model = experiments.compress_model(model, method, 8, data)
+        achieved = costs.model_cost(deployed_network(base), (48, 72))["params"] / \
+            costs.model_cost(deployed_network(model), (48, 72))["nonzero_params"]
+        experiments.fine_tune(model, data, work / f"prune-{method}", finetune, device=device, progress=False)
+        eer = pipeline.evaluate_model(model, data, device, replicates=0).report["eer"]
+        report["pruning"][method] = {"achieved": achieved, "eer": eer,
+                                     "on_cuda": next(model.parameters()).is_cuda}
+        print(method, report["pruning"][method], flush=True)
+    report["distillation"] = {}
+    pipeline.save_model(base, work / "base")
+    for loss in ("none", "logit", "embedding"):
+        student, res = experiments.train_student(data, work / "base", work / f"kd-{loss}", "mobilenet_v2", loss,
+                                                 train=train | {"epochs": 2}, device=device, progress=False)
+        report["distillation"][loss] = {"eer": pipeline.evaluate_model(student, data, device, 0).report["eer"],
+                                        "images_per_second": res.images_per_second}
+        print("kd", loss, report["distillation"][loss], flush=True)
+    report["throughput"] = {}
+    for name in ("resnet50", "mobilenet_v2", "resnet18"):
+        for size, batch in (((48, 72), 64), ((224, 224), 64)):
+            rate = training_throughput(build_model(name, 500, 512), size, 500, batch, steps=10, device=device)
+            report["throughput"][f"{name} {size[0]}x{size[1]} batch {batch}"] = rate
+            print("train images/s", name, size, round(rate), flush=True)
+    Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    torch.backends.cuda.matmul.allow_tf32 = False
+    main()
