@@ -7,13 +7,17 @@ that shows the error.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
+from traitlets import default
 
 from .plan import Unit
 from .results import make_record, read_record, write_record
@@ -67,6 +71,22 @@ class MemorySampler:
         self._thread.join()
 
 
+class IPCKernelManager(AsyncKernelManager):
+    """Kernels that talk over IPC sockets with a unique path per kernel.
+
+    Concurrent notebooks then never race for TCP ports (a kernel could fail to start with
+    'Address already in use'), and nothing travels over unencrypted TCP.
+    """
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return os.path.join(tempfile.gettempdir(), f"ocular-kernel-{uuid.uuid4().hex}")
+
+
 def execute_unit(unit: Unit, root: str | Path) -> float:
     """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds."""
     import papermill
@@ -76,7 +96,8 @@ def execute_unit(unit: Unit, root: str | Path) -> float:
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     papermill.execute_notebook(str(unit.notebook), str(root / unit.output), parameters=unit.params,
-                               cwd=str(root), progress_bar=False, log_output=False, kernel_name="python3")
+                               cwd=str(root), progress_bar=False, log_output=False, kernel_name="python3",
+                               kernel_manager_class=IPCKernelManager)
     seconds = time.perf_counter() - started
     if unit.kind == "chapter":
         write_record(run_dir, make_record("chapter", unit.params, label=unit.name, timings={"seconds": seconds}))
@@ -87,6 +108,13 @@ def execute_unit(unit: Unit, root: str | Path) -> float:
 
 def _ready(unit: Unit, done: set[str]) -> bool:
     return all(dep in done for dep in unit.deps)
+
+
+def _may_start(unit: Unit, running: list[Unit], capacity: int) -> bool:
+    """A free slot, and no exclusive unit (latency timing) shares the machine with another."""
+    if len(running) >= capacity or any(u.exclusive for u in running):
+        return False
+    return not (unit.exclusive and running)
 
 
 def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "local", max_units: int | None = None,
@@ -109,8 +137,8 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
                     pending.remove(name)
                     outcome.blocked.append(name)
                     bar.update()
-                elif _ready(unit, done) and len(running) < submit.capacity and \
-                        (max_units is None or started < max_units):
+                elif _ready(unit, done) and _may_start(unit, [units[n] for n in running.values()], submit.capacity) \
+                        and (max_units is None or started < max_units):
                     pending.remove(name)
                     running[submit(unit, root)] = name
                     started += 1

@@ -37,6 +37,7 @@ class Unit:
     key: str = ""
     run_dir: Path = Path()
     gpus: float = 0.0
+    exclusive: bool = False
 
     @property
     def output(self) -> Path:
@@ -80,7 +81,8 @@ class Planner:
             params = params | {"run_dir": str(run_dir)}
         unit = Unit(name, kind, self.notebook_dir / NOTEBOOKS[notebook_kind], params,
                     list(deps), chapter, key, run_dir,
-                    gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.get("device") == "cuda" else 0.0)
+                    gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.get("device") == "cuda" else 0.0,
+                    exclusive=kind == "latency")  # timings must not share the CPU with another notebook
         self.units[name] = unit
         return unit
 

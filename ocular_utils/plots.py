@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -125,8 +126,8 @@ def eer_vs_compression(table: pd.DataFrame, base_eer: float | None = None, colum
             ax.fill_between(group["compression"], 100 * group[low], 100 * group[high], alpha=0.15, color=colour)
     if base_eer is not None:
         ax.axhline(100 * base_eer, color="k", ls="--", lw=1, label="unpruned base")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="compression (parameters / nonzero parameters)", ylabel="EER (%)")
+    compression_axis(ax)
+    ax.set(ylabel="EER (%)")
     ax.legend(fontsize=8)
     synthetic_tag(ax, synthetic)
     if own:
@@ -158,11 +159,26 @@ def tradeoff(points: pd.DataFrame, x: str, xlabel: str, y: str = "eer", hue: str
         ax.annotate(row["label"], (row[x], row[y] * 100), fontsize=7, xytext=(4, 3), textcoords="offset points")
     if log_x:
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
     ax.set(xlabel=xlabel, ylabel="EER (%)")
     ax.legend(fontsize=8)
     synthetic_tag(ax, synthetic)
     fig.tight_layout()
     return fig
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers (2, 5, 10, 20) instead of powers of ten."""
+    axis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(mticker.NullFormatter())
+
+
+def compression_axis(ax) -> None:
+    """A log2 x axis labelled 2, 4, 8, ... for compression ratios."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_xlabel("compression (parameters / nonzero parameters)")
 
 
 def save_figure(fig, path: str | Path) -> Path:
