@@ -32,7 +32,7 @@ def test_paper_agreeing_table_agrees():
 def test_disagreements_and_overlaps_are_named():
     v = verdicts(table(layer8=0.20, gradient8=0.12, student=0.25, lossless_at=4, student_ms=200.0))
     assert list(v) == ["disagree", "disagree", "disagree", "disagree"]
-    v = verdicts(table(layer8=0.124, gradient8=0.12))
+    v = verdicts(table(layer8=0.124, gradient8=0.12, lossless_at=4))
     assert v.iloc[0] == "agree within uncertainty"
 
 
