@@ -86,6 +86,10 @@ class IPCKernelManager(AsyncKernelManager):
     def _default_ip(self) -> str:
         return os.path.join(tempfile.gettempdir(), f"ocular-kernel-{uuid.uuid4().hex}")
 
+    @default("shutdown_wait_time")
+    def _default_shutdown_wait_time(self) -> float:
+        return 30.0  # a kernel that held large tensors can take seconds to exit; do not interrupt it
+
 
 def execute_unit(unit: Unit, root: str | Path) -> float:
     """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds."""
