@@ -55,7 +55,7 @@ def main() -> None:
                                      "on_cuda": next(model.parameters()).is_cuda}
         print(method, report["pruning"][method], flush=True)
     report["distillation"] = {}
-    pipeline.save_model(base, work / "base")
+    pipeline.save_model(base, work / "base", identities=data.split.identity_hash)
     for loss in ("none", "logit", "embedding"):
         student, res = experiments.train_student(data, work / "base", work / f"kd-{loss}", "mobilenet_v2", loss,
                                                  train=train | {"epochs": 2}, device=device, progress=False)

@@ -7,6 +7,7 @@ that shows the error.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -91,13 +92,18 @@ class IPCKernelManager(AsyncKernelManager):
         return 30.0  # a kernel that held large tensors can take seconds to exit; do not interrupt it
 
 
-def execute_unit(unit: Unit, root: str | Path) -> float:
-    """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds."""
+def execute_unit(unit: Unit, root: str | Path, keep_checkpoints: bool = False) -> float:
+    """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds.
+
+    Training checkpoints (``checkpoints/``, for resuming an interrupted run) are removed once the
+    unit is complete unless ``keep_checkpoints``: the saved model and the record are what remain.
+    """
     import papermill
 
     root = Path(root)
     run_dir = root / unit.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "record.json").unlink(missing_ok=True)  # a record left by a run that failed later is stale
     started = time.perf_counter()
     papermill.execute_notebook(str(unit.notebook), str(root / unit.output), parameters=unit.params,
                                cwd=str(root), progress_bar=False, log_output=False, kernel_name="python3",
@@ -107,6 +113,8 @@ def execute_unit(unit: Unit, root: str | Path) -> float:
         write_record(run_dir, make_record("chapter", unit.params, label=unit.name, timings={"seconds": seconds}))
     elif read_record(run_dir) is None:
         raise RuntimeError(f"{unit.notebook.name} finished without writing {run_dir}/record.json")
+    if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
+        shutil.rmtree(run_dir / "checkpoints")  # the finished model is saved beside the record
     return seconds
 
 
@@ -122,14 +130,15 @@ def _may_start(unit: Unit, running: list[Unit], capacity: int) -> bool:
 
 
 def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "local", max_units: int | None = None,
-              ray_address: str | None = None, progress: bool = True) -> Outcome:
+              ray_address: str | None = None, progress: bool = True, keep_checkpoints: bool = False) -> Outcome:
     """Run every incomplete unit in dependency order with ``jobs`` at a time (or on Ray)."""
     outcome = Outcome()
     done = {name for name, unit in units.items() if unit.complete(root)}
     outcome.skipped = sorted(done)
     pending = [name for name in units if name not in done]
     bar = tqdm(total=len(units), initial=len(done), desc="study", unit="notebook", disable=not progress)
-    submit = _local_submitter(jobs) if engine == "local" else _ray_submitter(ray_address)
+    submit = _local_submitter(jobs, keep_checkpoints) if engine == "local" else \
+        _ray_submitter(ray_address, keep_checkpoints)
     running: dict = {}
     started = 0
     sampler = MemorySampler().__enter__()
@@ -169,12 +178,13 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
 class _local_submitter:
     """Runs units in a thread pool; each unit's kernel is its own process."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, keep_checkpoints: bool = False):
         self.capacity = max(1, jobs)
+        self.keep = keep_checkpoints
         self.pool = ThreadPoolExecutor(max_workers=self.capacity)
 
     def __call__(self, unit: Unit, root: Path):
-        return self.pool.submit(execute_unit, unit, root)
+        return self.pool.submit(execute_unit, unit, root, self.keep)
 
     def wait(self, handles):
         finished, _ = wait(handles, return_when=FIRST_COMPLETED)
@@ -184,13 +194,13 @@ class _local_submitter:
         return handle.result()
 
     def close(self):
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ray_submitter:
     """Runs units as Ray tasks (one CPU each, one GPU for training units when the profile asks for CUDA)."""
 
-    def __init__(self, address: str | None):
+    def __init__(self, address: str | None, keep_checkpoints: bool = False):
         try:
             import ray
         except ImportError as error:
@@ -199,11 +209,15 @@ class _ray_submitter:
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
-        self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        resources = ray.cluster_resources()
+        self.capacity = max(1, int(resources.get("CPU", 1)))
+        self.has_gpus = resources.get("GPU", 0) > 0
+        self.keep = keep_checkpoints
         self.remote = ray.remote(execute_unit)
 
     def __call__(self, unit: Unit, root: Path):
-        return self.remote.options(num_cpus=1, num_gpus=unit.gpus).remote(unit, str(root))
+        gpus = unit.gpus if self.has_gpus else 0  # asking a GPU-less cluster for GPUs would wait forever
+        return self.remote.options(num_cpus=1, num_gpus=gpus).remote(unit, str(root), self.keep)
 
     def wait(self, handles):
         finished, _ = self.ray.wait(handles, num_returns=1)

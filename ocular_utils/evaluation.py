@@ -77,7 +77,7 @@ def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e
             column, value = rule
             if trials[column].isna().all():
                 continue
-            mask = (trials[column] == value).to_numpy(bool)
+            mask = (trials[column] == value).fillna(False).to_numpy(bool)
         genuine = trials["genuine"].to_numpy()[mask]
         if genuine.all() or not genuine.any():
             continue

@@ -7,7 +7,7 @@ import torch
 
 from . import distill, distributed, pruning, structured
 from .models import OcularNet, build_model
-from .pipeline import StudyData, load_model
+from .pipeline import StudyData, load_model, read_spec
 from .training import TrainConfig, TrainResult, fit
 
 
@@ -56,11 +56,12 @@ def train_student(data: StudyData, teacher_dir: str | Path, run_dir: str | Path,
                   seed: int = 0, progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
     """Train a compact student with (or, for ``loss='none'``, without) the teacher in ``teacher_dir``."""
     teacher = load_model(teacher_dir, device=device)
+    trained_on = read_spec(teacher_dir).get("identities")
+    if trained_on != data.split.identity_hash:
+        raise ValueError(f"the teacher in {teacher_dir} was trained on other identities (hash {trained_on}, this "
+                         f"split {data.split.identity_hash}); its logits would not match the student's classes")
     torch.manual_seed(seed)
     model = build_model(student, data.split.num_classes, embedding_dim or teacher.embedding_dim)
-    if model.head.out_features != teacher.head.out_features:
-        raise ValueError(f"teacher has {teacher.head.out_features} classes but the training split has "
-                         f"{model.head.out_features}: the teacher was trained on another split")
     projection = distill.Projection(model.embedding_dim, teacher.embedding_dim)
     loss_fn = distill.distillation_loss(teacher, loss, temperature, alpha, embedding_weight, projection)
     config = TrainConfig.from_dict({"seed": seed} | dict(train or {}))

@@ -145,8 +145,9 @@ def detail_selection(models: pd.DataFrame, compression: float = 8,
 
     wanted = {pruned_label(m) for m in methods if m in FAMILIES}
     is_student = models["kind"] == "distill"
-    first_student = ~models["label"].str.split(" ").str[0].duplicated() | ~is_student
-    return (models["kind"] == "base") | models["label"].isin(wanted) | (is_student & first_student)
+    architecture = models["label"].str.split(" ").str[0]
+    first_student = is_student & ~architecture.where(is_student).duplicated()
+    return (models["kind"] == "base") | models["label"].isin(wanted) | first_student
 
 
 def _network(run_dir: str | Path):
@@ -181,7 +182,9 @@ def benchmark_runs(models: pd.DataFrame, input_sizes, runtimes, export_dir: str 
 
 def ratios_to(table: pd.DataFrame, reference: str, value: str = "median_ms") -> pd.DataFrame:
     """Each model's latency divided by ``reference``'s, per runtime and input size (speed-up = 1 / ratio)."""
-    keys = ["runtime", "input"]
+    keys = ["runtime", "input", "threads"]
+    if not (table["label"] == reference).any():
+        raise ValueError(f"reference model {reference!r} is not in the latency table")
     ref = table[table["label"] == reference].set_index(keys)[value].rename("reference_ms")
     out = table.join(ref, on=keys)
     out["ratio"] = out[value] / out["reference_ms"]

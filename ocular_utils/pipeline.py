@@ -106,8 +106,10 @@ class StudyData:
 
     def validation(self, device) -> callable:
         """Validation-EER function on the held-out validation identities (for checkpoint selection)."""
-        return validation_metric(self.store, self.split.val, self.split.eyes, device,
-                                 max_impostors=min(200_000, self.settings["max_impostors"]), seed=self.settings["seed"])
+        cap = self.settings["max_impostors"]
+        cap = 200_000 if cap is None else min(200_000, cap)
+        return validation_metric(self.store, self.split.val, self.split.eyes, device, max_impostors=cap,
+                                 seed=self.settings["seed"])
 
     def training_batch(self, batch_size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """One unaugmented, seeded batch of training images and labels (for gradient-based pruning)."""
@@ -159,15 +161,20 @@ def prepare_data(data: dict | None = None, progress: bool = False) -> StudyData:
     return StudyData(dataset, split, store, trials, settings, notes + split.notes)
 
 
-def model_spec(model: OcularNet, channel_pruned: bool = False, sparse: bool = False) -> dict:
-    """What is needed to rebuild ``model`` before loading its state dict (and which file holds it)."""
+def model_spec(model: OcularNet, channel_pruned: bool = False, sparse: bool = False,
+               identities: str | None = None) -> dict:
+    """What is needed to rebuild ``model`` before loading its state dict (and which file holds it).
+
+    ``identities`` is :attr:`Split.identity_hash` of the training split: the head's class order.
+    """
     return {"backbone": model.backbone_name, "embedding_dim": model.embedding_dim,
             "num_classes": model.head.out_features, "head": "linear" if isinstance(model.head, torch.nn.Linear)
-            else "cosine", "channel_pruned": channel_pruned, "format": "sparse" if sparse else "dense"}
+            else "cosine", "channel_pruned": channel_pruned, "format": "sparse" if sparse else "dense",
+            "identities": identities}
 
 
 def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", channel_pruned: bool = False,
-               sparse: bool = False, gzip_size: bool = False) -> dict:
+               sparse: bool = False, gzip_size: bool = False, identities: str | None = None) -> dict:
     """Save the model as ``<name>.pt`` (dense) or ``<name>.sparse.pt`` (bit mask + nonzeros) + ``<name>.json``.
 
     Masks must be folded in first (:func:`ocular_utils.pruning.make_permanent`). Returns the file's
@@ -185,17 +192,22 @@ def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", chann
     if sparse:
         sizes["deployed_sparse_bytes"] = serialized_size(deployed, sparse=True)
         sizes["deployed_sparse_half_bytes"] = serialized_size(deployed, sparse=True, half=True)
-    atomic_write_json(run_dir / f"{name}.json", model_spec(model, channel_pruned, sparse))
+    atomic_write_json(run_dir / f"{name}.json", model_spec(model, channel_pruned, sparse, identities))
     return sizes
+
+
+def read_spec(run_dir: str | Path, name: str = "model") -> dict:
+    """The spec (architecture, file format, training identities) saved next to a model."""
+    spec_path = Path(run_dir) / f"{name}.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{spec_path} does not exist: {run_dir} holds no saved model {name!r}")
+    return json.loads(spec_path.read_text())
 
 
 def load_model(run_dir: str | Path, name: str = "model", device: torch.device | str = "cpu") -> OcularNet:
     """Rebuild and load a model saved by :func:`save_model` (``weights_only=True``), in eval mode."""
     run_dir = Path(run_dir)
-    spec_path = run_dir / f"{name}.json"
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"{spec_path} does not exist: {run_dir} holds no saved model {name!r}")
-    spec = json.loads(spec_path.read_text())
+    spec = read_spec(run_dir, name)
     model = build_model(spec["backbone"], spec["num_classes"], spec["embedding_dim"], head=spec["head"])
     sparse = spec.get("format") == "sparse"
     state = load_state_dict_file(run_dir / (f"{name}.sparse.pt" if sparse else f"{name}.pt"))

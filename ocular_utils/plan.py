@@ -74,6 +74,8 @@ class Planner:
     def add(self, name: str, kind: str, params: dict, deps=(), chapter: str | None = None,
             notebook_kind: str | None = None) -> Unit:
         """Register a unit; its key and run folder follow from its parameters."""
+        if name in self.units:
+            raise ValueError(f"two grid cells are both named {name!r} (duplicate entries in the profile?)")
         notebook_kind = notebook_kind or kind
         key = run_key(kind, params, self._version(notebook_kind))
         run_dir = self.base / "runs" / kind / f"{_slug(name.split('/', 1)[-1])}-{key}"
@@ -81,7 +83,8 @@ class Planner:
             params = params | {"run_dir": str(run_dir)}
         unit = Unit(name, kind, self.notebook_dir / NOTEBOOKS[notebook_kind], params,
                     list(deps), chapter, key, run_dir,
-                    gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.get("device") == "cuda" else 0.0,
+                    gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.get("device", "auto") != "cpu"
+                    else 0.0,
                     exclusive=kind == "latency")  # timings must not share the CPU with another notebook
         self.units[name] = unit
         return unit

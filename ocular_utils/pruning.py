@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -89,6 +90,13 @@ def compression_ratio(model: nn.Module) -> float:
     return counts["total"] / max(counts["nonzero"], 1)
 
 
+def check_compression(compression) -> float:
+    """``compression`` as a float; a clear error unless it is a real number >= 1."""
+    if isinstance(compression, bool) or not isinstance(compression, numbers.Real) or not compression >= 1:
+        raise ValueError(f"compression must be a number >= 1 (got {compression!r})")
+    return float(compression)
+
+
 def keep_fraction(total: int, prunable: int, compression: float, unprunable_nonzero: int | None = None) -> float:
     """Fraction of prunable parameters to keep so that ``total / nonzero == compression``.
 
@@ -96,8 +104,9 @@ def keep_fraction(total: int, prunable: int, compression: float, unprunable_nonz
     replaces ``total - prunable`` when some unprunable parameters are exactly zero (e.g.
     freshly initialized BatchNorm biases), so the achieved ratio still matches the request.
     """
-    if not isinstance(compression, (int, float)) or compression < 1:
-        raise ValueError(f"compression must be a number >= 1 (got {compression!r})")
+    compression = check_compression(compression)
+    if compression == 1:
+        return 1.0
     fixed = total - prunable if unprunable_nonzero is None else unprunable_nonzero
     fraction = (total / compression - fixed) / prunable
     if not 0 < fraction <= 1:

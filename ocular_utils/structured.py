@@ -14,7 +14,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .pruning import parameter_counts
+from .pruning import check_compression, parameter_counts
 
 STRUCTURED_METHODS = {
     "channel_magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -52,8 +52,9 @@ def channel_prune(model: nn.Module, method: str, compression: float, example: to
     """
     if method not in STRUCTURED_METHODS:
         raise ValueError(f"unknown structured method {method!r}; expected one of {list(STRUCTURED_METHODS)}")
-    if not isinstance(compression, (int, float)) or compression < 1:
-        raise ValueError(f"compression must be a number >= 1 (got {compression!r})")
+    compression = check_compression(compression)
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations must be at least 1 (got {max_iterations})")
     total = parameter_counts(model)["total"]
     if compression == 1:
         return copy.deepcopy(model)
@@ -62,7 +63,12 @@ def channel_prune(model: nn.Module, method: str, compression: float, example: to
     best, best_error = None, float("inf")
     ratio = 1 - compression ** -0.5
     for _ in range(max_iterations):
-        candidate = _prune_once(copy.deepcopy(model).eval(), method, ratio, example, batch, loss_fn, round_to)
+        try:
+            candidate = _prune_once(copy.deepcopy(model).eval(), method, ratio, example, batch, loss_fn, round_to)
+        except (ZeroDivisionError, IndexError, RuntimeError) as error:
+            name = getattr(model, "backbone_name", type(model).__name__)
+            raise ValueError(f"Torch-Pruning cannot channel-prune {name} ({type(error).__name__}: {error}); "
+                             "use an unstructured method or another backbone") from error
         achieved = total / parameter_counts(candidate)["total"]
         error = abs(achieved / compression - 1)
         if error < best_error:

@@ -51,7 +51,8 @@ def command_run(args) -> int:
         return 0
     started = time.perf_counter()
     outcome = engines.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
-                                ray_address=args.ray_address, progress=not args.quiet)
+                                ray_address=args.ray_address, progress=not args.quiet,
+                                keep_checkpoints=args.keep_checkpoints)
     seconds = time.perf_counter() - started
     print(f"executed {len(outcome.executed)}, skipped (already complete) {len(outcome.skipped)}, "
           f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)} in {seconds:.0f}s", flush=True)
@@ -106,15 +107,18 @@ def command_train(args) -> int:
     from . import experiments, pipeline
 
     profile, units, root = plan(args.profile, args.results, args.threads)
-    threads = args.threads or profile.get("threads")
-    device = pipeline.setup(profile.get("seed", 0), threads, profile.get("device", "auto"))
-    device = distributed.init_from_env() or device
     name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
     if name not in units:
-        raise SystemExit(f"profile {profile['name']} has no unit {name!r}")
+        raise SystemExit(f"profile {profile['name']} has no unit {name!r} (units: {sorted(units)})")
     unit = units[name]
     params = unit.params
+    device = pipeline.setup(params["seed"], params["threads"], params["device"])
+    device = distributed.init_from_env() or device
+    if not distributed.is_main():  # rank 0 generates and caches the data first; the others then read it
+        distributed.barrier()
     data = pipeline.prepare_data(params["data"], progress=distributed.is_main())
+    if distributed.is_main():
+        distributed.barrier()
     run_dir = root / unit.run_dir
     if args.target == "base":
         experiments.train_base_model(data, run_dir, params["backbone"], params["embedding_dim"], params["head"],
@@ -151,6 +155,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-strict", action="store_true", help="build the book without -W")
     run.add_argument("--dry-run", action="store_true", help="list the units and their state only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep each finished run's training checkpoints (default: keep only the saved model)")
     run.set_defaults(func=command_run)
     bk = sub.add_parser("book", help="build the book from a profile's executed notebooks")
     common(bk)
@@ -158,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     bk.set_defaults(func=command_book)
     st = sub.add_parser("status", help="list a profile's units and which are complete")
     common(st)
-    st.set_defaults(func=command_status, jobs=None, engine="local")
+    st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False)
     pr = sub.add_parser("profiles", help="list the shipped profiles")
     pr.set_defaults(func=command_profiles)
     tr = sub.add_parser("train", help="train the base model or a student (use under torchrun for DDP)")

@@ -7,6 +7,7 @@ atomically; they load with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -125,7 +126,8 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
     ``loss_fn(model, x, y) -> (loss, logits)`` defaults to cross-entropy; ``extra_module`` holds
     trainable parameters of the loss (e.g. a distillation projection), optimized and checkpointed
     with the model. With ``checkpoint_dir`` the run resumes from its ``last.pt`` and leaves
-    ``best.pt`` (the selected model's state dict). After return ``model`` holds the best state.
+    ``best.pt`` (``{"model": state dict, "epoch", "metric"}`` of the selected epoch). After return
+    ``model`` holds the best state.
     ``progress``: ``True`` prints one line per epoch, ``"bar"`` adds a per-batch progress bar, ``False`` is silent.
     """
     device = torch.device(device)
@@ -157,6 +159,10 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         scheduler.load_state_dict(state["scheduler"])
         loader.load_state_dict(state["loader"])
         history, best_metric, best_epoch = state["history"], state["best_metric"], state["best_epoch"]
+        if best_path is not None and best_path.is_file():
+            # best.pt is written before last.pt: after a crash between the two it is the newer truth
+            best = load_state(best_path, map_location="cpu")
+            best_metric, best_epoch = best["metric"], best["epoch"]
         start_epoch = state["epoch"] + 1
     resumed_from = start_epoch - 1
     train_model = distributed.wrap(model, device)
@@ -193,13 +199,13 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
                 if best_metric is None or metric < best_metric:
                     best_metric, best_epoch = metric, epoch
                     if best_path is not None:
-                        atomic_torch_save(model.state_dict(), best_path)
+                        atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "metric": metric}, best_path)
                     else:
                         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 best_epoch = epoch
                 if best_path is not None:
-                    atomic_torch_save(model.state_dict(), best_path)
+                    atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "metric": None}, best_path)
             history.append(row)
             if last_path is not None:
                 atomic_torch_save({
@@ -214,7 +220,7 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
                 print(shown, flush=True)
         distributed.barrier()
     if best_path is not None and best_path.is_file():
-        model.load_state_dict(load_state(best_path, map_location=device))
+        model.load_state_dict(load_state(best_path, map_location=device)["model"])
     elif best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(pd.DataFrame(history), best_epoch, best_metric, resumed_from,
@@ -223,9 +229,11 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
 
 def training_throughput(model: nn.Module, image_size: tuple[int, int], num_classes: int, batch_size: int = 32,
                         steps: int = 5, device: torch.device | str = "cpu") -> float:
-    """Images/s of forward + backward + SGD step on random batches (after one warm-up step)."""
+    """Images/s of forward + backward + SGD step on random batches (after one warm-up step), on a copy of ``model``."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1 (got {steps})")
     device = torch.device(device)
-    model = model.to(device).train()
+    model = copy.deepcopy(model).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(batch_size, 3, *image_size, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)

@@ -65,7 +65,8 @@ class ErrorCurve:
     def eer(self, genuine_weights=None, impostor_weights=None) -> tuple[float, float]:
         """(EER, threshold) under the pinned convention."""
         c = self.curve(genuine_weights, impostor_weights)
-        k = int(np.argmin(np.abs(c.far - c.frr)))
+        gap = np.abs(c.far - c.frr)
+        k = int(np.flatnonzero(gap <= gap.min() + 1e-12)[0])  # ties (up to rounding): the lowest threshold
         return float((c.far[k] + c.frr[k]) / 2), float(c.thresholds[k])
 
     def tar_at_far(self, far: float, genuine_weights=None, impostor_weights=None) -> float:
@@ -123,6 +124,9 @@ def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1
     scores = np.asarray(scores, float)
     genuine_mask = np.asarray(genuine_mask, bool)
     codes, uniques = pd.factorize(pd.Series(subjects))
+    if (codes < 0).any():
+        raise ValueError(f"{int((codes < 0).sum())} trials have no subject (NaN/None); "
+                         "every trial needs its probe subject")
     curve = ErrorCurve(scores[genuine_mask], scores[~genuine_mask])
     g_codes, i_codes = codes[genuine_mask], codes[~genuine_mask]
     rng = np.random.default_rng(seed)
@@ -135,8 +139,12 @@ def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1
         samples["eer"].append(curve.eer(gw, iw)[0])
         for f in far_targets:
             samples[f"tar@far={f:g}"].append(curve.tar_at_far(f, gw, iw))
+    if not samples["eer"]:
+        raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")
     alpha = (1 - level) / 2
-    return {key: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) for key, v in samples.items() if v}
+    intervals = {key: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) for key, v in samples.items()}
+    intervals["replicates"] = len(samples["eer"])
+    return intervals
 
 
 def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 1e-3), replicates: int = 200,
@@ -158,7 +166,8 @@ def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 
         report[f"tar@far={f:g}"] = curve.tar_at_far(f)
         report[f"far={f:g} resolvable"] = bool(len(impostor) * f >= 1)
     if subjects is not None and replicates:
-        for key, (low, high) in bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets,
-                                                        replicates, seed).items():
+        intervals = bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets, replicates, seed)
+        report["bootstrap_replicates"] = intervals.pop("replicates")
+        for key, (low, high) in intervals.items():
             report[f"{key} ci_low"], report[f"{key} ci_high"] = low, high
     return report

@@ -69,3 +69,13 @@ def test_a_distillation_step_lowers_the_loss(loss):
     assert not any(p.requires_grad for p in teacher.parameters())
     with pytest.raises(ValueError, match="unknown distillation loss"):
         distill.distillation_loss(teacher, "attention")
+
+
+def test_teacher_from_another_split_is_refused(tiny_data, tmp_path):
+    from ocular_utils import experiments, pipeline
+
+    teacher = build_model("resnet18", tiny_data.split.num_classes, 8)
+    pipeline.save_model(teacher, tmp_path / "t", identities="not-this-split")
+    with pytest.raises(ValueError, match="trained on other identities"):
+        experiments.train_student(tiny_data, tmp_path / "t", tmp_path / "s", "mobilenet_v3_small", "logit",
+                                  train={"epochs": 1})

@@ -159,3 +159,10 @@ def test_image_store_cache_is_reused(tmp_path, visob_root):
     again = build_image_store(frame, (16, 24), cache_dir=tmp_path)
     assert again.decode_seconds == 0 and isinstance(again.pixels, np.memmap)
     assert np.array_equal(np.asarray(again.pixels), first.pixels)
+
+
+def test_ufpr_validation_test_overlap_is_refused(tmp_path):
+    root = make_ufpr(tmp_path / "u", subjects=8, sessions=1, images_per_session=2, tiny=True, pairs=False,
+                     ranges={"train": (1, 4), "val": (5, 7), "test": (6, 8)})
+    with pytest.raises(IdentityOverlapError, match="validation and test"):
+        make_split(load_dataset(root), protocol="open_world_valopen", fold=1)

@@ -193,3 +193,14 @@ def test_channel_pruning_shrinks_macs_and_reloads(method, tmp_path):
     assert torch.allclose(clone.embed(x), small.embed(x), atol=1e-5)
     with pytest.raises(ValueError, match="unknown structured method"):
         structured.channel_prune(model, "channel_random", 2, x[:1])
+
+
+def test_numeric_types_and_the_dense_control():
+    import numpy as np
+
+    model = pruning.prune(small_net(), "layer_weight", np.int64(4))
+    assert pruning.compression_ratio(model) == pytest.approx(4, rel=0.01)
+    with pytest.raises(ValueError, match=">= 1"):
+        pruning.prune(small_net(), "layer_weight", True)
+    dense = pruning.prune(small_net(), "global_weight", 1)  # fresh model with zero BatchNorm biases
+    assert all(bool(m.all()) for m in masks(dense).values())

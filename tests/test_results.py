@@ -98,3 +98,10 @@ def test_device_measurements_schema(tmp_path):
     good.assign(input_size="224").to_csv(tmp_path / "device_latency_bad.csv", index=False)
     with pytest.raises(ValueError, match="input_size must look like"):
         load_device_measurements(tmp_path)
+
+
+def test_duplicate_grid_cells_are_refused():
+    profile = load_profile("smoke")
+    profile["pruning"]["compressions"] = [4, 4.0]
+    with pytest.raises(ValueError, match="both named"):
+        Planner(profile, project_root()).build()

@@ -66,8 +66,8 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert resumed.history["train_loss"].tolist() == pytest.approx(full_result.history["train_loss"].tolist())
     for x, y in zip(resumed_model.state_dict().values(), full.state_dict().values()):
         assert torch.allclose(x.float(), y.float(), atol=1e-6)
-    state = torch.load(partial_dir / "best.pt", weights_only=True)
-    assert set(state) == set(full.state_dict())
+    best = torch.load(partial_dir / "best.pt", weights_only=True)
+    assert set(best["model"]) == set(full.state_dict()) and best["epoch"] == resumed.best_epoch
 
 
 def test_changed_settings_refuse_to_resume(tiny_data, tmp_path):

@@ -87,3 +87,15 @@ def test_bootstrap_interval_brackets_the_estimate():
     again = bootstrap_over_subjects(scores, genuine, subjects, replicates=200, seed=0)
     assert again["eer"] == (report["eer ci_low"], report["eer ci_high"])
     assert report["far=0.001 resolvable"] is False or report["impostor_trials"] >= 1000
+
+
+def test_ties_take_the_lowest_threshold_despite_rounding():
+    # thresholds 6 and 8 both give |FAR - FRR| = 1/6; the lowest (6) wins: FAR 4/6, FRR 1/2
+    genuine, impostor = [9, 0], [6, 4, 8, 8, 4, 6]
+    assert eer_threshold(genuine, impostor) == 6
+    assert eer(genuine, impostor) == pytest.approx((4 / 6 + 1 / 2) / 2)
+
+
+def test_bootstrap_needs_a_subject_for_every_trial():
+    with pytest.raises(ValueError, match="no subject"):
+        bootstrap_over_subjects([0.1, 0.9], [False, True], [None, "a"], replicates=5)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -118,29 +120,53 @@ def build_image_store(frame: pd.DataFrame, size: tuple[int, int], cache_dir: str
     started = time.perf_counter()
     workers = workers or min(8, os.cpu_count() or 1)
     jobs = [(paths[i:i + chunk], size) for i in range(0, len(paths), chunk)]
-    pixels = np.zeros((len(paths), size[0], size[1], 3), np.uint8)
-    failures: list[tuple[str, str]] = []
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_decode_chunk, jobs))
-    else:
-        results = [_decode_chunk(job) for job in jobs]
-    for start, (block, errors) in zip(range(0, len(paths), chunk), results):
-        pixels[start:start + len(block)] = block
-        failures += [(paths[start + i], message) for i, message in errors]
-    seconds = time.perf_counter() - started
-    corrupt = pd.DataFrame(failures, columns=["path", "error"])
-    if len(corrupt) and on_corrupt == "error":
-        _raise_corrupt(corrupt)
-    keep = ~frame["path"].isin(set(corrupt["path"]))
-    pixels = pixels[keep.to_numpy()]
-    if cache_path is not None:
+    shape = (len(paths), size[0], size[1], 3)
+    tmp = None
+    if cache_path is not None:  # decode straight into the cache file (unique temp name: concurrent builders)
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".u8.tmp")
-        pixels.tofile(tmp)
-        os.replace(tmp, cache_path.with_suffix(".u8"))
-        atomic_write_json(cache_path.with_suffix(".json"),
-                          {"count": int(len(pixels)), "size": list(size), "corrupt": failures})
+        handle, tmp = tempfile.mkstemp(prefix=cache_path.name + ".", suffix=".tmp", dir=cache_path.parent)
+        os.close(handle)
+        pixels = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
+    else:
+        pixels = np.empty(shape, np.uint8)
+    failures: list[tuple[str, str]] = []
+    try:
+        if workers > 1 and len(jobs) > 1:
+            # spawn, not fork: notebooks' kernels hold threads that a forked child would inherit half-locked
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = pool.map(_decode_chunk, jobs)
+                for start, (block, errors) in zip(range(0, len(paths), chunk), results):
+                    pixels[start:start + len(block)] = block
+                    failures += [(paths[start + i], message) for i, message in errors]
+        else:
+            for start, job in zip(range(0, len(paths), chunk), jobs):
+                block, errors = _decode_chunk(job)
+                pixels[start:start + len(block)] = block
+                failures += [(paths[start + i], message) for i, message in errors]
+        seconds = time.perf_counter() - started
+        corrupt = pd.DataFrame(failures, columns=["path", "error"])
+        if len(corrupt) and on_corrupt == "error":
+            _raise_corrupt(corrupt)
+        keep = ~frame["path"].isin(set(corrupt["path"]))
+        if len(corrupt):  # compact only when something was dropped
+            compact = np.asarray(pixels)[keep.to_numpy()]
+            if tmp is not None:
+                del pixels
+                compact.tofile(tmp)
+            pixels = compact
+        if tmp is not None:
+            if isinstance(pixels, np.memmap):
+                pixels.flush()
+                del pixels
+            os.replace(tmp, cache_path.with_suffix(".u8"))
+            tmp = None
+            atomic_write_json(cache_path.with_suffix(".json"),
+                              {"count": int(keep.sum()), "size": list(size), "corrupt": failures})
+            pixels = np.memmap(cache_path.with_suffix(".u8"), dtype=np.uint8, mode="r",
+                               shape=(int(keep.sum()), size[0], size[1], 3))
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return ImageStore(frame[keep].reset_index(drop=True), size, pixels, corrupt, seconds, cache_path)
 
 

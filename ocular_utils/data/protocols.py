@@ -7,6 +7,7 @@ checkpoints. Trials compare a probe with an enrolment image: enrolment on the fi
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,12 @@ class Split:
     pairs: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["identity", "images", "reason"]))
+
+    @property
+    def identity_hash(self) -> str:
+        """Hash of the sorted training identities: the class order of a head trained on this split."""
+        identities = sorted(self.train["identity"].unique())
+        return hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
 
     @property
     def num_classes(self) -> int:
@@ -105,12 +112,13 @@ def subject_split(dataset: OcularDataset, seed: int = 0, test_fraction: float = 
     multi_session = frame["session"].nunique() > 1
     frame, excluded = _drop_small_identities(frame, min_images, need_sessions=multi_session)
     subjects = np.array(sorted(frame["subject"].unique()))
-    if len(subjects) < 3:
-        raise DatasetError(f"{dataset.name} has {len(subjects)} usable subjects; a split needs at least 3")
+    if len(subjects) < 5:
+        raise DatasetError(f"{dataset.name} has {len(subjects)} usable subjects; a split needs at least 5 "
+                           "(2 test, 2 validation, 1 training)")
     order = np.random.default_rng(seed).permutation(len(subjects))
-    n_test = max(1, int(round(test_fraction * len(subjects))))
-    n_val = int(round(val_fraction * len(subjects))) if val_fraction > 0 else 0
-    n_val = max(1, n_val) if val_fraction > 0 else 0
+    # at least two subjects per evaluated part: one subject alone yields no impostor trial
+    n_test = max(2, int(round(test_fraction * len(subjects))))
+    n_val = max(2, int(round(val_fraction * len(subjects)))) if val_fraction > 0 else 0
     if n_test + n_val >= len(subjects):
         raise DatasetError(f"{len(subjects)} subjects are too few for test {n_test} + validation {n_val} + train")
     test_s = set(subjects[order[:n_test]])
@@ -148,6 +156,7 @@ def ufpr_split(dataset: OcularDataset, protocol: str, fold: int, eyes: str = "se
     if not allow_overlap:
         try:
             check_disjoint(parts["train"], parts["test"])
+            check_disjoint(parts["val"], parts["test"], "validation and test")
         except IdentityOverlapError as error:
             raise IdentityOverlapError(f"UFPR {protocol} fold {fold}: {error}. closed_world is not "
                                        "subject-independent; pass allow_overlap=True to use it anyway") from None
@@ -208,10 +217,10 @@ def build_trials(test: pd.DataFrame, pairs: pd.DataFrame | None = None, eyes: st
     trials["probe_subject"] = test["subject"].to_numpy()[trials["probe"].to_numpy()]
     for column, name in (("phone", "same_phone"), ("light", "same_light")):
         values = test[column].to_numpy()
-        if (values == "").all():
-            trials[name] = pd.NA
-        else:
-            trials[name] = values[trials["probe"].to_numpy()] == values[trials["reference"].to_numpy()]
+        probe, reference = values[trials["probe"].to_numpy()], values[trials["reference"].to_numpy()]
+        same = pd.Series(probe == reference, dtype="boolean")
+        same[(probe == "") | (reference == "")] = pd.NA  # unknown condition on either side: not a subset member
+        trials[name] = same.array
     if not trials["genuine"].any() or trials["genuine"].all():
         raise DatasetError("the test set yields no genuine or no impostor trials; it needs at least two identities "
                            "with two images each")

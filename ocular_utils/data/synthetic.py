@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -345,7 +346,7 @@ def generate_visob_like(root: str | os.PathLike, config: SyntheticConfig | None 
     bar = tqdm(total=len(jobs), desc="synthetic subjects", disable=not progress)
     total = 0
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for n in pool.map(_generate_subject, jobs, chunksize=4):
                 total += n
                 bar.update()
