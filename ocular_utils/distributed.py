@@ -55,11 +55,6 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
-    return getattr(model, "module", model)
-
-
 def average_gradients(module: torch.nn.Module) -> None:
     """All-reduce and average the gradients of a module that DDP does not wrap (e.g. a loss projection)."""
     if world_size() <= 1:

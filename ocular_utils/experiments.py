@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from . import distill, distributed, pruning, structured
+from . import distill, pruning, structured
 from .models import OcularNet, build_model
 from .pipeline import StudyData, load_model, read_spec
 from .training import TrainConfig, TrainResult, fit
@@ -69,8 +69,3 @@ def train_student(data: StudyData, teacher_dir: str | Path, run_dir: str | Path,
                  checkpoint_dir=Path(run_dir) / "checkpoints", loss_fn=loss_fn, extra_module=projection,
                  device=device, progress=progress)
     return model, result
-
-
-def is_main_process() -> bool:
-    """True on the process that should evaluate and write results (rank 0 under torchrun)."""
-    return distributed.is_main()

@@ -135,12 +135,3 @@ def build_model(backbone: str = "resnet50", num_classes: int = 2, embedding_dim:
     if pretrained:
         load_imagenet_weights(network, backbone, pretrained)
     return OcularNet(network, feature_dim, embedding_dim, num_classes, head=head, backbone_name=backbone)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters (pruning reparametrizations counted once)."""
-    total = 0
-    for sub in module.modules():
-        for name, param in sub.named_parameters(recurse=False):
-            total += param.numel()
-    return total

@@ -1,8 +1,6 @@
 """Figures of the book (matplotlib + seaborn). Each function returns its figure."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import numpy as np
@@ -179,11 +177,3 @@ def compression_axis(ax) -> None:
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("compression (parameters / nonzero parameters)")
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Save ``fig`` as PNG (for pages that show it with ``{figure}``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    return path

@@ -124,18 +124,28 @@ def is_pruned(model: nn.Module) -> bool:
     return any(torch_prune.is_pruned(m) for m in deployed_modules(model))
 
 
-def gradient_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None,
-                    tensors: list) -> dict:
-    """``|w * dL/dw|`` of every prunable tensor for one batch (BatchNorm statistics left unchanged)."""
+def batch_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None,
+                    what: str) -> None:
+    """Fill ``.grad`` with ``dL/dw`` of ``loss_fn(model(x), y)`` for one batch, in train mode.
+
+    BatchNorm running statistics are restored afterwards: scoring must not change the model.
+    """
     if batch is None:
-        raise ValueError("gradient pruning needs one training batch: prune(..., batch=(x, y))")
+        raise ValueError(f"{what} needs one training batch: pass batch=(x, y)")
     x, y = batch
-    loss_fn = loss_fn or nn.functional.cross_entropy
     buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
     was_training = model.training
     model.train()
     model.zero_grad(set_to_none=True)
-    loss_fn(model(x), y).backward()
+    (loss_fn or nn.functional.cross_entropy)(model(x), y).backward()
+    model.train(was_training)
+    model.load_state_dict(buffers, strict=False)
+
+
+def gradient_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None,
+                    tensors: list) -> dict:
+    """``|w * dL/dw|`` of every prunable tensor for one batch (BatchNorm statistics left unchanged)."""
+    batch_gradients(model, batch, loss_fn, "gradient pruning")
     scores = {}
     for _, module, name in tensors:
         param = getattr(module, name)
@@ -143,8 +153,6 @@ def gradient_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
             raise RuntimeError(f"no gradient reached {module.__class__.__name__}.{name}; cannot score it")
         scores[(module, name)] = (param.detach() * param.grad.detach()).abs()
     model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    model.load_state_dict(buffers, strict=False)
     return scores
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_torch_save, atomic_write_bytes, load_state
+from .io import atomic_torch_save, load_state
 
 SPARSE_MIN_ZEROS = 0.25  # tensors with fewer zeros than this stay dense
 
@@ -83,11 +83,3 @@ def serialized_size(state_dict: dict, sparse: bool = False, half: bool = False, 
     torch.save(payload, buffer)
     data = buffer.getvalue()
     return len(gzip.compress(data, compresslevel=6)) if compress else len(data)
-
-
-def gzip_file(path: str | os.PathLike) -> int:
-    """Write ``<path>.gz`` next to ``path``; return its size in bytes."""
-    data = Path(path).read_bytes()
-    target = Path(str(path) + ".gz")
-    atomic_write_bytes(target, gzip.compress(data, compresslevel=6))
-    return target.stat().st_size

@@ -14,7 +14,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .pruning import check_compression, parameter_counts
+from .pruning import batch_gradients, check_compression, parameter_counts
 
 STRUCTURED_METHODS = {
     "channel_magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -28,14 +28,7 @@ def _prune_once(model: nn.Module, method: str, ratio: float, example: torch.Tens
     pruner = tp.pruner.MetaPruner(model, example, importance=STRUCTURED_METHODS[method](), pruning_ratio=ratio,
                                   ignored_layers=ignored, round_to=round_to, global_pruning=False)
     if method == "channel_taylor":
-        if batch is None:
-            raise ValueError("channel_taylor needs one training batch: channel_prune(..., batch=(x, y))")
-        x, y = batch
-        buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
-        model.train()
-        model.zero_grad(set_to_none=True)
-        (loss_fn or nn.functional.cross_entropy)(model(x), y).backward()
-        model.load_state_dict(buffers, strict=False)
+        batch_gradients(model, batch, loss_fn, "channel_taylor")
     pruner.step()
     model.zero_grad(set_to_none=True)
     return model
