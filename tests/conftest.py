@@ -31,6 +31,6 @@ def ufpr_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(visob_root):
     """Prepared data (split, images, trials) of the VISOB fixture at 32x48."""
-    from ocular_utils.pipeline import prepare_data
+    from ocular_utils.data.prepare import prepare_data
 
     return prepare_data({"root": str(visob_root), "image_size": [32, 48], "val_fraction": 0.2})

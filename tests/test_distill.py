@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from ocular_utils import distill
-from ocular_utils.models import build_model
+from ocular_utils.compression import distillation as distill
+from ocular_utils.models.networks import build_model
 
 
 def test_kd_loss_hand_computed():
@@ -72,10 +72,10 @@ def test_a_distillation_step_lowers_the_loss(loss):
 
 
 def test_teacher_from_another_split_is_refused(tiny_data, tmp_path):
-    from ocular_utils import experiments, pipeline
+    from ocular_utils.models.files import save_model
 
     teacher = build_model("resnet18", tiny_data.split.num_classes, 8)
-    pipeline.save_model(teacher, tmp_path / "t", identities="not-this-split")
+    save_model(teacher, tmp_path / "t", identities="not-this-split")
     with pytest.raises(ValueError, match="trained on other identities"):
-        experiments.train_student(tiny_data, tmp_path / "t", tmp_path / "s", "mobilenet_v3_small", "logit",
-                                  train={"epochs": 1})
+        distill.train_student(tiny_data, tmp_path / "t", tmp_path / "s", "mobilenet_v3_small", "logit",
+                              distill.DistillationConfig.from_dict({"train": {"epochs": 1}}))

@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from ocular_utils import costs, export, latency
-from ocular_utils.models import build_model, deployed_network
-from ocular_utils.pruning import prune
-from ocular_utils.runtime import thread_count
+from ocular_utils.deployment import export, latency
+from ocular_utils.models import counting as costs
+from ocular_utils.models.networks import build_model, deployed_network
+from ocular_utils.compression.unstructured import prune
+from ocular_utils.core.environment import thread_count
 
 
 def test_statistics_on_a_fake_clock():

@@ -5,9 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from ocular_utils import costs, pruning, storage, structured
-from ocular_utils.models import OcularNet, build_model, deployed_network
-from ocular_utils.training import TrainConfig, fit
+from ocular_utils.compression import channels as structured
+from ocular_utils.compression import unstructured as pruning
+from ocular_utils.models import counting as costs
+from ocular_utils.models import files as storage
+from ocular_utils.models.networks import OcularNet, build_model, deployed_network
+from ocular_utils.training.loop import TrainConfig, fit
 
 
 def small_net(seed=0) -> OcularNet:
@@ -24,15 +27,15 @@ def batch(seed=0):
 
 
 def masks(model):
-    return {q: getattr(m, t + "_mask") for q, m, t in pruning.prunable_tensors(model)}
+    return {q: getattr(m, t + "_mask") for q, m, t in costs.prunable_tensors(model)}
 
 
 def test_prunable_tensors_and_counts():
     model = small_net()
-    names = [q for q, _, _ in pruning.prunable_tensors(model)]
+    names = [q for q, _, _ in costs.prunable_tensors(model)]
     assert names == ["backbone.0.weight", "backbone.0.bias", "backbone.3.weight", "embedding.0.weight",
                      "embedding.0.bias"]
-    counts = pruning.parameter_counts(model)
+    counts = costs.parameter_counts(model)
     head = sum(p.numel() for p in model.head.parameters())
     assert counts["total"] == sum(p.numel() for p in model.parameters()) - head
     assert counts["prunable"] == 8 * 27 + 8 + 16 * 72 + 12 * 16 + 12
@@ -45,15 +48,15 @@ def test_keep_fraction_formula_and_impossible_ratios():
         pruning.keep_fraction(1000, 900, 20)
     with pytest.raises(ValueError, match=">= 1"):
         pruning.keep_fraction(1000, 900, 0.5)
-    with pytest.raises(ValueError, match="unknown pruning method"):
+    with pytest.raises(ValueError, match="unknown unstructured pruning method"):
         pruning.prune(small_net(), "magnitude", 2)
 
 
 @pytest.mark.parametrize("compression", [2, 4])
 def test_layerwise_keeps_the_same_fraction_of_each_tensor_by_magnitude(compression):
     model = small_net()
-    dense = {q: getattr(m, t).detach().clone() for q, m, t in pruning.prunable_tensors(model)}
-    counts = pruning.parameter_counts(model)
+    dense = {q: getattr(m, t).detach().clone() for q, m, t in costs.prunable_tensors(model)}
+    counts = costs.parameter_counts(model)
     zero_bn_biases = 8 + 16 + 12  # fresh BatchNorm biases (2d: 8, 16; embedding 1d: 12) are exactly zero
     f = pruning.keep_fraction(counts["total"], counts["prunable"], compression,
                               unprunable_nonzero=counts["total"] - counts["prunable"] - zero_bn_biases)
@@ -68,13 +71,13 @@ def test_layerwise_keeps_the_same_fraction_of_each_tensor_by_magnitude(compressi
 
 def test_global_uses_one_threshold():
     model = small_net()
-    dense = torch.cat([getattr(m, t).detach().abs().flatten() for _, m, t in pruning.prunable_tensors(model)])
+    dense = torch.cat([getattr(m, t).detach().abs().flatten() for _, m, t in costs.prunable_tensors(model)])
     pruning.prune(model, "global_weight", 3)
     kept = torch.cat([mk.flatten() for mk in masks(model).values()]).bool()
     assert dense[kept].min() >= dense[~kept].max()
     fractions = [float(mk.float().mean()) for mk in masks(model).values()]
     assert max(fractions) - min(fractions) > 0.05  # one threshold, different fractions per tensor
-    assert pruning.compression_ratio(model) == pytest.approx(3, rel=0.01)
+    assert costs.compression_ratio(model) == pytest.approx(3, rel=0.01)
 
 
 @pytest.mark.parametrize("method", ["global_gradient", "layer_gradient"])
@@ -84,7 +87,7 @@ def test_gradient_methods_rank_by_weight_times_gradient(method):
     reference.train()
     nn.functional.cross_entropy(reference(x_y[0]), x_y[1]).backward()
     scores = {q: (getattr(m, t) * getattr(m, t).grad).abs().detach()
-              for q, m, t in pruning.prunable_tensors(reference)}
+              for q, m, t in costs.prunable_tensors(reference)}
     running = model.backbone[1].running_mean.clone()
     pruning.prune(model, method, 2, batch=x_y)
     assert torch.equal(model.backbone[1].running_mean, running), "scoring must not change BatchNorm statistics"
@@ -106,7 +109,7 @@ def test_random_is_seeded_and_close_to_f():
         pruning.prune(model, "random", 4, seed=seed)
     assert all(torch.equal(x, y) for x, y in zip(masks(a).values(), masks(b).values()))
     assert not all(torch.equal(x, y) for x, y in zip(masks(a).values(), masks(c).values()))
-    counts = pruning.parameter_counts(small_net())
+    counts = costs.parameter_counts(small_net())
     f = pruning.keep_fraction(counts["total"], counts["prunable"], 4, counts["total"] - counts["prunable"] - 36)
     kept = torch.cat([m.flatten() for m in masks(a).values()]).float().mean()
     assert kept == pytest.approx(f, abs=0.05)
@@ -131,7 +134,7 @@ def test_achieved_ratio_within_one_percent_on_resnet50(resnet50, method):
     for compression in (2, 4, 8, 16, 32):
         model = copy.deepcopy(resnet50)
         pruning.prune(model, method, compression, batch=(x, y))
-        assert pruning.compression_ratio(model) == pytest.approx(compression, rel=0.01), (method, compression)
+        assert costs.compression_ratio(model) == pytest.approx(compression, rel=0.01), (method, compression)
 
 
 def test_masks_survive_fine_tuning_and_files_round_trip(tiny_data, tmp_path):
@@ -142,12 +145,12 @@ def test_masks_survive_fine_tuning_and_files_round_trip(tiny_data, tmp_path):
     fit(model, tiny_data.store, tiny_data.split.train,
         TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, weight_decay=0.01, max_batches_per_epoch=3),
         progress=False)
-    for q, m, t in pruning.prunable_tensors(model):
+    for q, m, t in costs.prunable_tensors(model):
         assert torch.equal(getattr(m, t + "_mask"), before[q]), f"mask of {q} changed"
         assert not getattr(m, t)[before[q] == 0].any(), f"a pruned entry of {q} came back"
-    nonzero = pruning.parameter_counts(model)["nonzero"]
+    nonzero = costs.parameter_counts(model)["nonzero"]
     pruning.make_permanent(model)
-    assert not pruning.is_pruned(model) and pruning.parameter_counts(model)["nonzero"] == nonzero
+    assert not pruning.is_pruned(model) and costs.parameter_counts(model)["nonzero"] == nonzero
     dense_bytes = storage.save_state_dict(model.state_dict(), tmp_path / "d.pt")
     sparse_bytes = storage.save_state_dict(model.state_dict(), tmp_path / "s.pt", sparse=True)
     assert sparse_bytes < dense_bytes / 3
@@ -156,7 +159,7 @@ def test_masks_survive_fine_tuning_and_files_round_trip(tiny_data, tmp_path):
     for path in ("d.pt", "s.pt"):
         clone = build_model("resnet18", tiny_data.split.num_classes, 16).eval()
         clone.load_state_dict(storage.load_state_dict_file(tmp_path / path))
-        assert pruning.parameter_counts(clone)["nonzero"] == nonzero
+        assert costs.parameter_counts(clone)["nonzero"] == nonzero
         assert torch.allclose(clone.embed(x), model.embed(x), atol=1e-6)
     half = storage.serialized_size(model.state_dict(), sparse=True, half=True)
     assert half < sparse_bytes
@@ -185,13 +188,13 @@ def test_channel_pruning_shrinks_macs_and_reloads(method, tmp_path):
     assert dense["params"] / cost["params"] == pytest.approx(8, rel=0.05)
     assert 5 < dense["macs"] / cost["macs"] < 12  # MACs fall roughly with the parameters
     assert small.embedding_dim == 128 and small.head.out_features == 10
-    assert pruning.parameter_counts(model)["total"] == dense["params"], "the original must be left intact"
+    assert costs.parameter_counts(model)["total"] == dense["params"], "the original must be left intact"
     torch.save(small.state_dict(), tmp_path / "c.pt")
-    clone = structured.reshape_to_state_dict(build_model("resnet50", 10, 128),
+    clone = storage.reshape_to_state_dict(build_model("resnet50", 10, 128),
                                              torch.load(tmp_path / "c.pt", weights_only=True)).eval()
     small.eval()
     assert torch.allclose(clone.embed(x), small.embed(x), atol=1e-5)
-    with pytest.raises(ValueError, match="unknown structured method"):
+    with pytest.raises(ValueError, match="unknown channel pruning method"):
         structured.channel_prune(model, "channel_random", 2, x[:1])
 
 
@@ -199,7 +202,7 @@ def test_numeric_types_and_the_dense_control():
     import numpy as np
 
     model = pruning.prune(small_net(), "layer_weight", np.int64(4))
-    assert pruning.compression_ratio(model) == pytest.approx(4, rel=0.01)
+    assert costs.compression_ratio(model) == pytest.approx(4, rel=0.01)
     with pytest.raises(ValueError, match=">= 1"):
         pruning.prune(small_net(), "layer_weight", True)
     dense = pruning.prune(small_net(), "global_weight", 1)  # fresh model with zero BatchNorm biases

@@ -4,12 +4,12 @@ import json
 import pandas as pd
 import pytest
 
-from ocular_utils import results
-from ocular_utils.device_measurements import COLUMNS, load_device_measurements
-from ocular_utils.io import atomic_write_json
-from ocular_utils.plan import Planner
-from ocular_utils.profiles import available_profiles, load_profile
-from ocular_utils.study import project_root
+from ocular_utils.report import records as results
+from ocular_utils.deployment.devices import COLUMNS, load_device_measurements
+from ocular_utils.core.atomic import atomic_write_json
+from ocular_utils.runner.plan import Planner
+from ocular_utils.runner.profiles import available_profiles, load_profile
+from ocular_utils.core.paths import project_root
 
 
 def test_run_key_is_stable_and_sensitive():
@@ -33,13 +33,19 @@ def test_code_version_ignores_notebook_outputs(tmp_path):
 
 
 def test_records_round_trip_and_only_complete_ones_load(tmp_path):
-    record = results.make_record("prune", {"method": "random"}, metrics={"eer": 0.1}, synthetic=True)
+    record = results.Record("prune", {"compression": 4}, method="random", requested_compression=4,
+                            family="unstructured pruning", seed=1, training_images=640, metrics={"eer": 0.1},
+                            synthetic=True)
     results.write_record(tmp_path / "a", record)
-    atomic_write_json(tmp_path / "b" / "record.json", record | {"status": "running"})
+    atomic_write_json(tmp_path / "b" / "record.json", record.to_dict() | {"status": "running"})
     (tmp_path / "c").mkdir()
     assert results.is_complete(tmp_path / "a") and not results.is_complete(tmp_path / "b")
     table = results.load_records(tmp_path)
-    assert len(table) == 1 and table.loc[0, "metrics.eer"] == 0.1 and table.loc[0, "params.method"] == "random"
+    assert len(table) == 1 and table.loc[0, "metrics.eer"] == 0.1 and table.loc[0, "method"] == "random"
+    assert table.loc[0, "seed"] == 1 and table.loc[0, "training_images"] == 640 and table.loc[0, "run"] == "a"
+    assert results.display_label(table.loc[0]) == "random 4x"
+    with pytest.raises(ValueError, match="unknown record kind"):
+        results.Record("pruned", {})
     assert not list(tmp_path.rglob("*.tmp")), "atomic writes leave no temporary files"
 
 
@@ -49,22 +55,23 @@ def test_shipped_profiles_load_and_plan():
         profile = load_profile(name)
         units = Planner(profile, project_root()).build()
         kinds = pd.Series([u.kind for u in units.values()]).value_counts()
-        grid = profile["pruning"]
-        assert kinds["prune"] == len(grid["compressions"]) * (len(grid["methods"]) + len(grid.get("structured", [])))
+        assert kinds["prune"] == len(profile.pruning.compressions) * len(profile.pruning.methods)
         names = list(units)
         for unit in units.values():
             assert all(names.index(dep) < names.index(unit.name) for dep in unit.deps), unit.name
     default = load_profile("default")
-    assert len(default["pruning"]["methods"]) == 5 and default["pruning"]["compressions"] == [2, 4, 8, 16, 32]
+    assert len(default.pruning.methods) == 7 and default.pruning.compressions == [2, 4, 8, 16, 32]
 
 
 def test_bad_profiles_are_named(tmp_path):
     text = (project_root() / "ocular_utils/profiles/smoke.yml").read_text()
-    for old, new, message in [("methods: [layer_weight", "methods: [magnitude", "unknown method 'magnitude'"),
+    for old, new, message in [("methods: [layer_weight", "methods: [magnitude", "unknown compression method 'magnitude'"),
                               ("compressions: [4]", "compressions: [0.5]", "not a ratio"),
-                              ("epochs: 1, batch_size: 16, optimizer: adamw",
-                               "epoch: 1, batch_size: 16, optimizer: adamw", "unknown training settings"),
-                              ("runtimes: [eager", "runtimes: [tflite", "unknown runtime")]:
+                              ("train: {epochs: 1, batch_size: 16,", "train: {epoch: 1, batch_size: 16,",
+                               r"profile.base.train has unknown keys \['epoch'\]; known: \['augment'"),
+                              ("runtimes: [eager", "runtimes: [tflite", "unknown runtimes \\['tflite'\\]"),
+                              ("val_fraction: 0.2", "val_fractions: 0.2", r"profile.data has unknown keys"),
+                              ("jobs: 2", "job: 2", r"profile has unknown keys \['job'\]")]:
         path = tmp_path / "p.yml"
         path.write_text(text.replace(old, new, 1))
         with pytest.raises(ValueError, match=message):
@@ -76,7 +83,7 @@ def test_bad_profiles_are_named(tmp_path):
 def test_plan_keys_follow_upstream_changes():
     profile = load_profile("smoke")
     first = Planner(profile, project_root()).build()
-    profile["base"]["train"] = dict(profile["base"]["train"], epochs=2)
+    profile.base.train.epochs = 2
     second = Planner(profile, project_root()).build()
     assert first["data"].key == second["data"].key
     assert first["base"].key != second["base"].key
@@ -102,6 +109,6 @@ def test_device_measurements_schema(tmp_path):
 
 def test_duplicate_grid_cells_are_refused():
     profile = load_profile("smoke")
-    profile["pruning"]["compressions"] = [4, 4.0]
+    profile.pruning.compressions = [4, 4.0]
     with pytest.raises(ValueError, match="both named"):
         Planner(profile, project_root()).build()

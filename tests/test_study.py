@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ocular_utils.plan import Planner
-from ocular_utils.profiles import load_profile
-from ocular_utils.study import project_root
+from ocular_utils.runner.plan import Planner
+from ocular_utils.runner.profiles import load_profile
+from ocular_utils.core.paths import project_root
 
 ROOT = project_root()
-STUDY = [sys.executable, "-m", "ocular_utils.study"]
+STUDY = [sys.executable, "-m", "ocular_utils"]
 
 
 def _records(results: Path) -> dict:
@@ -108,7 +108,7 @@ def test_torchrun_data_parallel_training(tmp_path):
     (tmp_path / "ddp.yml").write_text(profile)
     torchrun = Path(sys.executable).parent / "torchrun"
     finished = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m",
-                               "ocular_utils.study", "train", "--profile", str(tmp_path / "ddp.yml"), "--results",
+                               "ocular_utils", "train", "--profile", str(tmp_path / "ddp.yml"), "--results",
                                str(tmp_path / "results"), "--threads", "1"], cwd=ROOT, capture_output=True, text=True,
                               timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]

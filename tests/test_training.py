@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-import ocular_utils.training as training
-from ocular_utils.models import build_model
-from ocular_utils.training import TrainConfig, fit
+import ocular_utils.training.loop as training
+from ocular_utils.models.networks import build_model
+from ocular_utils.training.loop import TrainConfig, fit
 
 CONFIG = dict(epochs=3, batch_size=16, optimizer="adamw", lr=0.002, weight_decay=0.0, augment=False,
               max_batches_per_epoch=6)
@@ -77,7 +77,7 @@ def test_changed_settings_refuse_to_resume(tiny_data, tmp_path):
 
 
 def test_unknown_settings_are_named():
-    with pytest.raises(ValueError, match="unknown training settings \\['epoch'\\]"):
+    with pytest.raises(ValueError, match="TrainConfig has unknown keys \\['epoch'\\]; known: \\['augment'"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="unknown optimizer"):
         TrainConfig(optimizer="lion")

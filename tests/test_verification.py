@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ocular_utils.verification import (
+from ocular_utils.verification.metrics import (
     ErrorCurve,
     auc,
     bootstrap_over_subjects,

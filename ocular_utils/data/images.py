@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..io import atomic_write_json
+from ..core.atomic import atomic_write_json
 from .schema import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..io import atomic_write_json
+from ..core.atomic import atomic_write_json
 
 PHONES = ("iphone", "samsung", "oppo")
 LIGHTS = ("office", "dim_light", "day_light")

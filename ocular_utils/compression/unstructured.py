@@ -6,14 +6,15 @@
   counts in the total.
 * Compression ``c = total / nonzero`` over the deployed network; the fraction of prunable
   parameters kept is ``f = (total / c - (total - prunable)) / prunable`` and must lie in (0, 1].
-* Importance: ``|w|`` (weight) or ``|w * dL/dw|`` on one training batch (gradient); random keeps each
-  entry with probability ``f`` (seeded Bernoulli, so its ratio is approximate).
-* Scope: global (one threshold over all prunable tensors) or layerwise (the same ``f`` in each).
+* A method is a score function and a scope, registered with :func:`register_unstructured`:
+  ``|w|`` (weight) or ``|w * dL/dw|`` on one training batch (gradient), kept by one global
+  threshold (``global``), the same ``f`` in every tensor (``layer``), or each entry kept with
+  probability ``f`` (``bernoulli``: random pruning, so its ratio is approximate).
 """
 from __future__ import annotations
 
+import copy
 import numbers
-from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
@@ -21,73 +22,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from ..models.counting import parameter_counts, prunable_tensors
+from ..models.networks import deployed_parts
+from .registry import UNSTRUCTURED, CompressionContext, CompressionMethod, register
 
-@dataclass(frozen=True)
-class PruningMethod:
-    """One pruning method: an importance score and a scope."""
-
-    importance: str  # "random", "weight" or "gradient"
-    scope: str  # "random", "global" or "layer"
-
-
-METHODS = {
-    "random": PruningMethod("random", "random"),
-    "global_weight": PruningMethod("weight", "global"),
-    "layer_weight": PruningMethod("weight", "layer"),
-    "global_gradient": PruningMethod("gradient", "global"),
-    "layer_gradient": PruningMethod("gradient", "layer"),
-}
-
-
-def _named_deployed(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    if hasattr(model, "backbone") and hasattr(model, "embedding"):
-        return [("backbone", model.backbone), ("embedding", model.embedding)]
-    return [("", model)]
-
-
-def deployed_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules of the deployed embedding network (backbone + embedding), head excluded."""
-    return [module for _, module in _named_deployed(model)]
-
-
-def prunable_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """``(qualified name, module, 'weight'|'bias')`` of every prunable tensor, in model order."""
-    found = []
-    for prefix, root in _named_deployed(model):
-        for name, module in root.named_modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                for tensor in ("weight", "bias"):
-                    if getattr(module, tensor, None) is not None:
-                        found.append((".".join(p for p in (prefix, name, tensor) if p), module, tensor))
-    return found
-
-
-def effective_tensors(module: nn.Module):
-    """``(name, tensor)`` of a module's own parameters as used in forward (masks applied)."""
-    for name, param in module.named_parameters(recurse=False):
-        if name.endswith("_orig"):
-            base = name[: -len("_orig")]
-            yield base, getattr(module, base)
-        else:
-            yield name, param
-
-
-def parameter_counts(model: nn.Module) -> dict:
-    """Total, prunable and nonzero parameters of the deployed network (masks applied)."""
-    total = nonzero = 0
-    for root in deployed_modules(model):
-        for module in root.modules():
-            for _, tensor in effective_tensors(module):
-                total += tensor.numel()
-                nonzero += int(torch.count_nonzero(tensor.detach()))
-    prunable = sum(getattr(m, t).numel() for _, m, t in prunable_tensors(model))
-    return {"total": total, "prunable": prunable, "nonzero": nonzero}
-
-
-def compression_ratio(model: nn.Module) -> float:
-    """Achieved compression: deployed parameters / nonzero deployed parameters."""
-    counts = parameter_counts(model)
-    return counts["total"] / max(counts["nonzero"], 1)
+SCOPES = ("global", "layer", "bernoulli")
+# A score function: (model, prunable tensors, context) -> {(module, tensor name): scores of that tensor's shape}
+ScoreFunction = Callable[[nn.Module, list, CompressionContext], dict]
 
 
 def check_compression(compression) -> float:
@@ -121,7 +62,7 @@ def keep_fraction(total: int, prunable: int, compression: float, unprunable_nonz
 
 def is_pruned(model: nn.Module) -> bool:
     """True if any module of ``model`` carries a pruning mask."""
-    return any(torch_prune.is_pruned(m) for m in deployed_modules(model))
+    return any(torch_prune.is_pruned(m) for _, m in deployed_parts(model))
 
 
 def batch_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None,
@@ -142,10 +83,20 @@ def batch_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     model.load_state_dict(buffers, strict=False)
 
 
-def gradient_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable | None,
-                    tensors: list) -> dict:
-    """``|w * dL/dw|`` of every prunable tensor for one batch (BatchNorm statistics left unchanged)."""
-    batch_gradients(model, batch, loss_fn, "gradient pruning")
+def random_scores(model: nn.Module, tensors: list, context: CompressionContext) -> dict:
+    """Uniform random scores in [0, 1), seeded by ``context.seed`` (for the ``bernoulli`` scope)."""
+    generator = torch.Generator().manual_seed(context.seed)
+    return {(m, n): torch.rand(getattr(m, n).shape, generator=generator) for _, m, n in tensors}
+
+
+def weight_scores(model: nn.Module, tensors: list, context: CompressionContext) -> dict:
+    """Magnitude ``|w|``."""
+    return {(m, n): getattr(m, n).detach().abs() for _, m, n in tensors}
+
+
+def gradient_scores(model: nn.Module, tensors: list, context: CompressionContext) -> dict:
+    """``|w * dL/dw|`` of every prunable tensor for one training batch (BatchNorm statistics left unchanged)."""
+    batch_gradients(model, context.batch, context.loss_fn, "gradient pruning")
     scores = {}
     for _, module, name in tensors:
         param = getattr(module, name)
@@ -156,36 +107,35 @@ def gradient_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     return scores
 
 
+UNSTRUCTURED_METHODS: dict[str, tuple[ScoreFunction, str]] = {}
+
+
 def prune(model: nn.Module, method: str, compression: float, batch=None, loss_fn: Callable | None = None,
           seed: int = 0) -> nn.Module:
-    """Prune ``model`` in place to ``compression`` with ``method`` (a name of :data:`METHODS`); return it.
+    """Prune ``model`` **in place** to ``compression`` with an unstructured ``method``; return it.
 
     Gradient methods take one training batch ``(x, y)`` and score ``|w * dL/dw|`` with
     ``loss_fn(model(x), y)`` (cross-entropy on the logits by default). Masks are
     ``torch.nn.utils.prune`` masks, so they stay frozen while fine-tuning.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; expected one of {list(METHODS)}")
+    if method not in UNSTRUCTURED_METHODS:
+        raise ValueError(f"unknown unstructured pruning method {method!r}; expected one of "
+                         f"{list(UNSTRUCTURED_METHODS)}")
     if is_pruned(model):
         raise ValueError("model already carries pruning masks; prune a dense model (or call make_permanent first)")
-    spec = METHODS[method]
+    score, scope = UNSTRUCTURED_METHODS[method]
     tensors = prunable_tensors(model)
     counts = parameter_counts(model)
     prunable_nonzero = sum(int(torch.count_nonzero(getattr(m, t).detach())) for _, m, t in tensors)
     fraction = keep_fraction(counts["total"], counts["prunable"], compression,
                              unprunable_nonzero=counts["nonzero"] - prunable_nonzero)
-    if spec.importance == "random":
-        generator = torch.Generator().manual_seed(seed)
+    scores = score(model, tensors, CompressionContext(batch=batch, seed=seed, loss_fn=loss_fn))
+    if scope == "bernoulli":
         for _, module, name in tensors:
             param = getattr(module, name)
-            mask = (torch.rand(param.shape, generator=generator) < fraction).to(param.dtype).to(param.device)
+            mask = (scores[(module, name)] < fraction).to(param.dtype).to(param.device)
             torch_prune.custom_from_mask(module, name, mask)
-        return model
-    if spec.importance == "weight":
-        scores = {(m, n): getattr(m, n).detach().abs() for _, m, n in tensors}
-    else:
-        scores = gradient_scores(model, batch, loss_fn, tensors)
-    if spec.scope == "global":
+    elif scope == "global":
         to_prune = int(round((1 - fraction) * counts["prunable"]))
         torch_prune.global_unstructured([(m, n) for _, m, n in tensors], pruning_method=torch_prune.L1Unstructured,
                                         importance_scores=scores, amount=to_prune)
@@ -197,9 +147,35 @@ def prune(model: nn.Module, method: str, compression: float, batch=None, loss_fn
     return model
 
 
+def register_unstructured(name: str, scope: str, description: str = "") -> Callable[[ScoreFunction], ScoreFunction]:
+    """Decorator: register a score function as unstructured method ``name`` with ``scope`` (see :data:`SCOPES`)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
+
+    def decorate(score: ScoreFunction) -> ScoreFunction:
+        def apply(model: nn.Module, compression: float, context: CompressionContext) -> nn.Module:
+            return prune(copy.deepcopy(model), name, compression, batch=context.batch, loss_fn=context.loss_fn,
+                         seed=context.seed)
+
+        register(CompressionMethod(name, UNSTRUCTURED, apply, sparse_storage=True,
+                                   description=description or (score.__doc__ or "").strip()))
+        UNSTRUCTURED_METHODS[name] = (score, scope)
+        return score
+
+    return decorate
+
+
+# The five methods of the paper (ShrinkBench's baselines).
+register_unstructured("random", "bernoulli", "random: each entry kept with probability f")(random_scores)
+register_unstructured("global_weight", "global", "|w|, one threshold over all tensors")(weight_scores)
+register_unstructured("layer_weight", "layer", "|w|, the same fraction in every tensor")(weight_scores)
+register_unstructured("global_gradient", "global", "|w dL/dw|, one threshold over all tensors")(gradient_scores)
+register_unstructured("layer_gradient", "layer", "|w dL/dw|, the same fraction in every tensor")(gradient_scores)
+
+
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold masks into the weights (``prune.remove``): plain tensors with zeros remain."""
-    for root in deployed_modules(model):
+    """Fold masks into the weights (``prune.remove``), in place: plain tensors with zeros remain."""
+    for _, root in deployed_parts(model):
         for module in root.modules():
             for hook in list(module._forward_pre_hooks.values()):
                 if isinstance(hook, torch_prune.BasePruningMethod):
@@ -208,7 +184,7 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 def restore_masks(model: nn.Module, state_dict: dict) -> nn.Module:
-    """Prepare ``model`` to load a state dict saved with masks (``*_orig`` / ``*_mask`` keys)."""
+    """Prepare ``model`` (in place) to load a state dict saved with masks (``*_orig`` / ``*_mask`` keys)."""
     modules = dict(model.named_modules())
     for key in state_dict:
         if key.endswith("_mask"):

@@ -1,8 +1,9 @@
 """Verification models: a torchvision backbone, an embedding layer and a training-only head.
 
 ``model(x)`` returns identity logits (for training); ``model.embed(x)`` returns the embedding
-used for verification. The deployed network is ``backbone + embedding``
-(:func:`deployed_network`); the head exists only to train on the training identities.
+used for verification. The deployed network is ``backbone + embedding`` (:func:`deployed_parts`,
+:func:`deployed_network`: its one definition); the head exists only to train on the training
+identities.
 """
 from __future__ import annotations
 
@@ -80,6 +81,16 @@ class EmbeddingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.backbone(x))
+
+
+def deployed_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(attribute, module)`` of the deployed network: backbone and embedding of an :class:`OcularNet`.
+
+    Any other module counts as deployed whole (``[("", model)]``), e.g. an exported embedding network.
+    """
+    if hasattr(model, "backbone") and hasattr(model, "embedding"):
+        return [("backbone", model.backbone), ("embedding", model.embedding)]
+    return [("", model)]
 
 
 def deployed_network(model: OcularNet) -> EmbeddingNetwork:

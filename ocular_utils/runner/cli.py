@@ -6,7 +6,7 @@ Examples::
     ocular-study run --profile smoke       # seconds; what the tests run
     ocular-study run --profile visob --jobs 4 --engine ray --ray-address auto
     ocular-study status --profile default  # which units are done
-    torchrun --nproc_per_node 4 -m ocular_utils.study train --profile visob   # DDP base training
+    torchrun --nproc_per_node 4 -m ocular_utils.runner.cli train --profile visob   # DDP base training
 """
 from __future__ import annotations
 
@@ -16,14 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import book, distributed, engines
+from ..core.paths import project_root
+from ..training import distributed
+from . import book, scheduler
 from .plan import Planner
 from .profiles import available_profiles, load_profile
-
-
-def project_root() -> Path:
-    """The repository folder (parent of the ``ocular_utils`` package)."""
-    return Path(__file__).resolve().parent.parent
 
 
 def plan(profile_name: str, results: str = "results", threads: int | None = None):
@@ -33,30 +30,30 @@ def plan(profile_name: str, results: str = "results", threads: int | None = None
     return profile, Planner(profile, root, results, threads).build(), root
 
 
-def book_output(root: Path, profile: dict) -> Path:
+def book_output(root: Path, profile) -> Path:
     """Where the profile's book goes: ``_build/html`` for the default profile, else ``_build/<profile>/...``."""
-    return root if profile["name"] == "default" else root / "_build" / profile["name"]
+    return root if profile.name == "default" else root / "_build" / profile.name
 
 
 def command_run(args) -> int:
     """Run (or resume) every unit of the profile, then build the book."""
     profile, units, root = plan(args.profile, args.results, args.threads)
-    jobs = args.jobs or profile.get("jobs", 1)
-    print(f"profile {profile['name']}: {len(units)} notebooks, {jobs} at a time, engine {args.engine}; "
-          f"results in {Path(args.results) / profile['name']}", flush=True)
+    jobs = args.jobs or profile.jobs
+    print(f"profile {profile.name}: {len(units)} notebooks, {jobs} at a time, engine {args.engine}; "
+          f"results in {Path(args.results) / profile.name}", flush=True)
     if args.dry_run:
         for unit in units.values():
             state = "done" if unit.complete(root) else "to run"
             print(f"  {state:7s} {unit.name:40s} {unit.run_dir}")
         return 0
     started = time.perf_counter()
-    outcome = engines.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
+    outcome = scheduler.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
                                 ray_address=args.ray_address, progress=not args.quiet,
                                 keep_checkpoints=args.keep_checkpoints)
     seconds = time.perf_counter() - started
     print(f"executed {len(outcome.executed)}, skipped (already complete) {len(outcome.skipped)}, "
           f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)} in {seconds:.0f}s", flush=True)
-    timing_path = root / args.results / profile["name"] / "timings.json"
+    timing_path = root / args.results / profile.name / "timings.json"
     timing_path.parent.mkdir(parents=True, exist_ok=True)
     timing_path.write_text(json.dumps({"wall_seconds": seconds, "peak_rss_bytes": outcome.peak_rss_bytes,
                                        "units": outcome.seconds}, indent=1))
@@ -80,7 +77,7 @@ def command_book(args, profile=None, units=None, root=None) -> int:
     missing = [u.name for u in units.values() if not u.complete(root)]
     if missing:
         print(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
-              f"run `ocular-study run --profile {profile['name']}` first", file=sys.stderr)
+              f"run `ocular-study run --profile {profile.name}` first", file=sys.stderr)
         return 1
     started = time.perf_counter()
     toc = book.assemble(units, root, profile)
@@ -98,38 +95,43 @@ def command_status(args) -> int:
 def command_profiles(args) -> int:
     """List the shipped profiles."""
     for name in available_profiles():
-        print(f"{name:10s} {load_profile(name).get('description', '')}")
+        print(f"{name:10s} {load_profile(name).description}")
     return 0
 
 
 def command_train(args) -> int:
     """Train the base model (or a student) of a profile in its run folder; DDP-aware under torchrun."""
-    from . import experiments, pipeline
+    from ..compression.distillation import DistillationConfig, train_student
+    from ..core.environment import seed_everything, select_device, set_threads
+    from ..data.prepare import prepare_data
+    from ..training.recipes import BaseConfig, train_base_model
+    from .profiles import RunSettings
 
     profile, units, root = plan(args.profile, args.results, args.threads)
     name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
     if name not in units:
-        raise SystemExit(f"profile {profile['name']} has no unit {name!r} (units: {sorted(units)})")
+        raise SystemExit(f"profile {profile.name} has no unit {name!r} (units: {sorted(units)})")
     unit = units[name]
     params = unit.params
-    device = pipeline.setup(params["seed"], params["threads"], params["device"])
-    device = distributed.init_from_env() or device
+    settings = RunSettings.from_dict({k: params[k] for k in ("seed", "threads", "device", "replicates")})
+    set_threads(settings.threads)
+    seed_everything(settings.seed)
+    device = distributed.init_from_env() or select_device(settings.device)
     if not distributed.is_main():  # rank 0 generates and caches the data first; the others then read it
         distributed.barrier()
-    data = pipeline.prepare_data(params["data"], progress=distributed.is_main())
+    data = prepare_data(params["data"], progress=distributed.is_main())
     if distributed.is_main():
         distributed.barrier()
     run_dir = root / unit.run_dir
     if args.target == "base":
-        experiments.train_base_model(data, run_dir, params["backbone"], params["embedding_dim"], params["head"],
-                                     params["pretrained"], params["train"], device=device, seed=params["seed"],
-                                     progress="bar")
+        train_base_model(data, run_dir, BaseConfig.from_dict(params["base"]), device=device, seed=settings.seed,
+                         progress="bar")
     else:
-        experiments.train_student(data, root / params["teacher_dir"], run_dir, params["student"], params["loss"],
-                                  params["temperature"], params["alpha"], params["embedding_weight"],
-                                  train=params["train"], device=device, seed=params["seed"], progress="bar")
+        train_student(data, root / params["teacher_dir"], run_dir, params["student"], params["loss"],
+                      DistillationConfig.from_dict(params["distillation"]), device=device, seed=settings.seed,
+                      progress="bar")
     if distributed.is_main():
-        print(f"trained {name} in {run_dir}; `ocular-study run --profile {profile['name']}` now evaluates it")
+        print(f"trained {name} in {run_dir}; `ocular-study run --profile {profile.name}` now evaluates it")
     return 0
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.environment import environment_variable
+
 ATOL = 1e-3
 RTOL = 1e-3
 
@@ -173,15 +175,8 @@ def export_coreml(network: nn.Module, path: str | Path, input_size: tuple[int, i
         example = _example(input_size)
         with torch.no_grad():
             traced = torch.jit.trace(network, example)
-        previous = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # coremltools' conversion progress bars
-        try:
+        with environment_variable("TQDM_DISABLE", "1"):  # coremltools' conversion progress bars
             model = ct.convert(traced, inputs=[ct.TensorType(name="images", shape=tuple(example.shape))],
                                convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15)
-        finally:
-            if previous is None:
-                os.environ.pop("TQDM_DISABLE")
-            else:
-                os.environ["TQDM_DISABLE"] = previous
         model.save(str(path))
     return path

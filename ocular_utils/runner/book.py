@@ -36,10 +36,10 @@ def _retitle(source: Path, target: Path, title: str | None) -> None:
 GENERATED = Path("book") / "_generated"
 
 
-def assemble(units: dict[str, Unit], root: Path, profile: dict) -> Path:
+def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
     """Copy executed notebooks to ``book/_generated/<profile>`` (inside the book's source folder, wherever the
     results live) and write that folder's ``_toc.yml``."""
-    book_dir = GENERATED / profile["name"]
+    book_dir = GENERATED / profile.name
     if (root / book_dir).exists():
         shutil.rmtree(root / book_dir)
     chapters = {u.chapter: u for u in units.values() if u.chapter}
@@ -63,7 +63,7 @@ def assemble(units: dict[str, Unit], root: Path, profile: dict) -> Path:
     if appendix:
         template["parts"].append({"caption": APPENDIX_CAPTION, "chapters": appendix})
     toc = root / book_dir / "_toc.yml"
-    toc.write_text(f"# generated for profile {profile['name']}; edit book/_toc.yml instead\n" + yaml.safe_dump(
+    toc.write_text(f"# generated for profile {profile.name}; edit book/_toc.yml instead\n" + yaml.safe_dump(
         template, sort_keys=False))
     return toc
 

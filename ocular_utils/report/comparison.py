@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..compression.distillation import KD_STUDENT
+from ..compression.registry import UNSTRUCTURED
+from .tables import intervals_separate, with_interval
+
 PAPER_FINDINGS = {
     "best_method_at_8": "At compression 8, layerwise magnitude is the best of the five pruning methods.",
     "best_ratio": "Compression 8 is the best pruning setting: the most compression before verification suffers.",
@@ -16,56 +20,42 @@ PAPER_FINDINGS = {
 }
 
 
-def _separated(a: pd.Series, b: pd.Series) -> bool:
-    return bool(a["eer ci_high"] < b["eer ci_low"] or b["eer ci_high"] < a["eer ci_low"])
-
-
-def attach_latency(models: pd.DataFrame, latency: pd.DataFrame, input_size: str, runtime: str = "eager",
-                   scope: str = "all models") -> pd.DataFrame:
-    """Add the measured ``median_ms`` of each model (one runtime, one input size) to the model table."""
-    part = latency[(latency["runtime"] == runtime) & (latency["input"] == input_size)]
-    if "scope" in part:
-        part = part[part["scope"] == scope]
-    return models.merge(part[["label", "median_ms"]].drop_duplicates("label"), on="label", how="left")
-
-
 def equal_compression(models: pd.DataFrame) -> pd.DataFrame:
     """For each distilled student, the pruned models at the grid ratio nearest to the student's compression."""
-    pruned = models[models["kind"] == "prune"].copy()
-    pruned["requested"] = pruned["label"].str.extract(r" ([\d.]+)x$")[0].astype(float)
+    pruned = models[models["kind"] == "prune"]
     rows = []
-    for _, student in models[models["family"] == "KD student"].iterrows():
+    for _, student in models[models["family"] == KD_STUDENT].iterrows():
         if pruned.empty:
             break
         ratios = np.array(sorted(pruned["requested"].unique()))
         nearest = ratios[np.argmin(np.abs(np.log(ratios) - np.log(student["compression"])))]
-        rows.append(student.to_dict() | {"group": student["label"], "role": "student"})
+        rows.append(student.to_dict() | {"group": student["label"], "role": "student", "partner_family": None})
         at_ratio = pruned[pruned["requested"] == nearest]
         for family, group in at_ratio.groupby("family"):
             best = group.loc[group["eer"].idxmin()]
-            rows.append(best.to_dict() | {"group": student["label"], "role": f"best {family} at {nearest:g}x"})
+            rows.append(best.to_dict() | {"group": student["label"], "role": f"best {family} at {nearest:g}x",
+                                          "partner_family": family})
     return pd.DataFrame(rows)
 
 
 def paper_verdicts(models: pd.DataFrame) -> pd.DataFrame:
     """The paper's three findings next to ours, with agree / disagree and the reason.
 
-    ``models`` is :func:`ocular_utils.tables.model_table` with a ``median_ms`` column.
+    ``models`` is :attr:`ocular_utils.report.tables.StudyResults.models` (typed columns and ``median_ms``).
     """
     rows = []
-    pruned = models[models["family"] == "unstructured pruning"].copy()
-    pruned["requested"] = pruned["label"].str.extract(r" ([\d.]+)x$")[0].astype(float)
-    students = models[models["family"] == "KD student"]
+    pruned = models[models["family"] == UNSTRUCTURED]
+    students = models[models["family"] == KD_STUDENT]
     at8 = pruned[pruned["requested"] == 8]
-    paper = at8[at8["label"] == "layer_weight 8x"]
+    paper = at8[at8["method"] == "layer_weight"]
     if paper.empty:
         rows.append({"finding": PAPER_FINDINGS["best_method_at_8"], "ours": "layer_weight 8x not run",
                      "verdict": "not tested", "reason": "the grid has no layer_weight run at 8x"})
     else:
         best, ours = at8.loc[at8["eer"].idxmin()], paper.iloc[0]
-        if best["label"] == ours["label"]:
+        if best["run"] == ours["run"]:
             verdict, reason = "agree", "layer_weight has the lowest EER of the five methods at 8x"
-        elif not _separated(best, ours):
+        elif not intervals_separate(best, ours):
             verdict = "agree within uncertainty"
             reason = (f"{best['label']} is lower ({100 * best['eer']:.2f}% vs {100 * ours['eer']:.2f}%) but the "
                       "intervals overlap")
@@ -93,11 +83,11 @@ def paper_verdicts(models: pd.DataFrame) -> pd.DataFrame:
         wins, separated, total = 0, 0, 0
         for group, part in pairs.groupby("group"):
             student = part[part["role"] == "student"].iloc[0]
-            rivals = part[part["role"].str.contains("unstructured")]
+            rivals = part[part["partner_family"] == UNSTRUCTURED]
             for _, rival in rivals.iterrows():
                 total += 1
                 wins += student["eer"] < rival["eer"]
-                separated += student["eer"] < rival["eer"] and _separated(student, rival)
+                separated += student["eer"] < rival["eer"] and intervals_separate(student, rival)
         if total == 0:
             verdict, reason = "not tested", "no pruned model near the students' compression"
         elif wins == total:
@@ -123,3 +113,41 @@ def paper_verdicts(models: pd.DataFrame) -> pd.DataFrame:
                                  f"unstructured pruned {fastest_pruned:.2f}-{pruned['median_ms'].max():.2f} ms",
                          "verdict": verdict, "reason": reason})
     return pd.DataFrame(rows, columns=["finding", "ours", "verdict", "reason"])
+
+
+def pairs_summary(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The student-versus-pruning pairs as the chapter shows them (EER with interval, latency, MACs)."""
+    latency = pairs["median_ms"].round(2) if "median_ms" in pairs else np.nan
+    shown = pairs.assign(**{"EER % [95% CI]": with_interval(pairs), "compression": pairs["compression"].round(2),
+                            "latency ms": latency, "MACs (M)": (pairs["macs"] / 1e6).round(1)})
+    return shown[["group", "role", "label", "compression", "training_images", "EER % [95% CI]", "latency ms",
+                  "MACs (M)"]].set_index(["group", "role"])
+
+
+def best_setting_text(unstructured: pd.DataFrame) -> str:
+    """A sentence on the best unstructured setting, and how the paper's (layer_weight at 8x) compares with it."""
+    best = unstructured.loc[unstructured["eer"].idxmin()]
+    text = (f"Lowest EER among unstructured settings: **{best['method']} at {best['requested']:g}x** "
+            f"({100 * best['eer']:.2f}%, interval {100 * best['eer ci_low']:.2f} to {100 * best['eer ci_high']:.2f}).")
+    paper = unstructured[(unstructured["method"] == "layer_weight") & (unstructured["requested"] == 8)]
+    if len(paper):
+        p = paper.iloc[0]
+        text += (f" The paper's best setting, layer_weight at 8x, reaches {100 * p['eer']:.2f}% "
+                 f"[{100 * p['eer ci_low']:.2f}, {100 * p['eer ci_high']:.2f}]; its interval "
+                 f"{'does not overlap' if intervals_separate(p, best) else 'overlaps'} that of the best setting here.")
+    return text
+
+
+def teacher_effect(students: pd.DataFrame) -> pd.DataFrame:
+    """Per student, the EER change from the no-teacher control to each distillation loss, and whether intervals separate."""
+    rows = []
+    for name, group in students.groupby("student"):
+        control = group[group["loss"] == "none"]
+        if control.empty:
+            continue
+        c = control.iloc[0]
+        for _, r in group[group["loss"] != "none"].iterrows():
+            rows.append({"student": name, "loss": r["loss"], "control EER %": round(100 * c["eer"], 2),
+                         "KD EER %": round(100 * r["eer"], 2), "change (points)": round(100 * (r["eer"] - c["eer"]), 2),
+                         "intervals separate": intervals_separate(r, c)})
+    return pd.DataFrame(rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +18,38 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..core.atomic import atomic_write_bytes
+from ..core.config import Settings
+from ..core.environment import thread_count
+from ..models.files import load_model
+from ..models.networks import deployed_network
 from . import export
-from .runtime import describe_machine, thread_count
 
 RUNTIMES = ("eager", "onnxruntime", "executorch")
+
+
+@dataclass
+class LatencyConfig(Settings):
+    """The ``latency`` section: where and how feature extraction is timed, and which models get every runtime."""
+
+    input_sizes: list = field(default_factory=lambda: [[32, 48], [224, 224]])  # the first is the study's input
+    runtimes: list = field(default_factory=lambda: list(RUNTIMES))
+    detail_compression: float = 8
+    detail_methods: list = field(default_factory=lambda: ["layer_weight", "channel_magnitude", "channel_taylor"])
+    threads: int = 1
+    repeats: int = 20
+    warmup: int = 3
+    max_seconds: float = 10.0
+    coreml: bool = True
+
+    def __post_init__(self):
+        unknown = sorted(set(self.runtimes) - set(RUNTIMES))
+        if unknown:
+            raise ValueError(f"latency.runtimes: unknown runtimes {unknown}; expected some of {list(RUNTIMES)}")
+
+    def timing(self) -> dict:
+        """Keyword arguments of :func:`time_callable`."""
+        return {"warmup": self.warmup, "repeats": self.repeats, "max_seconds": self.max_seconds}
 
 
 @dataclass
@@ -36,8 +64,8 @@ class Timing:
     warmup: int
 
 
-def time_callable(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, min_seconds: float = 0.0,
-                  max_seconds: float = 60.0, clock: Callable[[], float] = time.perf_counter) -> Timing:
+def time_callable(fn: Callable[[], object], warmup: int = LatencyConfig.warmup, repeats: int = LatencyConfig.repeats,
+                  min_seconds: float = 0.0, max_seconds: float = LatencyConfig.max_seconds, clock: Callable[[], float] = time.perf_counter) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then at least ``repeats`` timed calls and ``min_seconds``.
 
     Stops early (after at least 3 timed calls) once ``max_seconds`` of timed calls have passed.
@@ -66,7 +94,7 @@ def _input(input_size: tuple[int, int]) -> torch.Tensor:
     return torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
 
 
-def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = 1, **timing) -> Timing:
+def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = LatencyConfig.threads, **timing) -> Timing:
     """Eager PyTorch, eval mode, inference mode, ``threads`` intra-op threads."""
     network = network.eval().cpu()
     x = _input(input_size)
@@ -74,14 +102,14 @@ def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = 1
         return time_callable(lambda: network(x), **timing)
 
 
-def time_onnx(path: str | Path, input_size: tuple[int, int], threads: int = 1, **timing) -> Timing:
+def time_onnx(path: str | Path, input_size: tuple[int, int], threads: int = LatencyConfig.threads, **timing) -> Timing:
     """ONNX Runtime on the CPU with ``threads`` intra-op threads."""
     session = export.onnx_session(path, threads)
     feed = {session.get_inputs()[0].name: _input(input_size).numpy()}
     return time_callable(lambda: session.run(None, feed), **timing)
 
 
-def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int = 1, **timing) -> Timing:
+def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int = LatencyConfig.threads, **timing) -> Timing:
     """ExecuTorch with the XNNPACK delegate and a ``threads``-sized thread pool (restored afterwards).
 
     The pool is resized before the program is loaded and restored after it is released: XNNPACK
@@ -100,7 +128,7 @@ def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int 
 
 
 def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int], export_dir: str | Path,
-                      runtimes=RUNTIMES, threads: int = 1, **timing) -> pd.DataFrame:
+                      runtimes=RUNTIMES, threads: int = LatencyConfig.threads, **timing) -> pd.DataFrame:
     """Export ``network`` and time it in each runtime; one row per runtime with the agreement check."""
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
@@ -130,63 +158,75 @@ def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int]
     return pd.DataFrame(rows)
 
 
-def machine_row() -> dict:
-    """The machine facts stored next to every latency table."""
-    return describe_machine()
+def detail_selection(models: pd.DataFrame, compression: float, methods) -> pd.Series:
+    """Which models get every runtime: the base, the named methods at ``compression``, one run per student network.
+
+    ``models`` is :func:`ocular_utils.report.tables.model_table` (typed columns, no label parsing).
+    """
+    students = models["kind"] == "distill"
+    first_student = students & ~models["student"].where(students).duplicated()
+    named = models["method"].isin(list(methods)) & (models["requested"] == float(compression))
+    return (models["kind"] == "base") | named | first_student
 
 
-def detail_selection(models: pd.DataFrame, compression: float = 8,
-                     methods=("layer_weight", "channel_magnitude", "channel_taylor")) -> pd.Series:
-    """Which models get every runtime: the base, the named pruning methods at ``compression``, one run per student."""
-    from .tables import FAMILIES
-
-    def pruned_label(method):
-        return f"{method} {float(compression):g}x"
-
-    wanted = {pruned_label(m) for m in methods if m in FAMILIES}
-    is_student = models["kind"] == "distill"
-    architecture = models["label"].str.split(" ").str[0]
-    first_student = is_student & ~architecture.where(is_student).duplicated()
-    return (models["kind"] == "base") | models["label"].isin(wanted) | first_student
-
-
-def _network(run_dir: str | Path):
-    from .models import deployed_network
-    from .pipeline import load_model
-
+def load_network(run_dir: str | Path) -> nn.Module:
+    """The deployed embedding network of the model saved in ``run_dir``."""
     return deployed_network(load_model(run_dir))
 
 
-def time_eager_runs(models: pd.DataFrame, input_size: tuple[int, int], threads: int = 1, **timing) -> pd.DataFrame:
-    """Eager batch-1 latency of every model in ``models`` (rows of :func:`ocular_utils.tables.model_table`)."""
+def time_eager_runs(models: pd.DataFrame, input_size: tuple[int, int], threads: int, **timing) -> pd.DataFrame:
+    """Eager batch-1 latency of every model in ``models`` (rows of the model table), one row per model."""
     rows = []
     for _, row in models.iterrows():
-        result = time_eager(_network(row["run_dir"]), input_size, threads, **timing)
-        rows.append({"label": row["label"], "runtime": "eager", "input": f"{input_size[0]}x{input_size[1]}",
+        result = time_eager(load_network(row["run_dir"]), input_size, threads, **timing)
+        rows.append({"run": row["run"], "runtime": "eager", "input": f"{input_size[0]}x{input_size[1]}",
                      "threads": threads, **asdict(result)})
     return pd.DataFrame(rows)
 
 
-def benchmark_runs(models: pd.DataFrame, input_sizes, runtimes, export_dir: str | Path, threads: int = 1,
+def benchmark_runs(models: pd.DataFrame, input_sizes, runtimes, export_dir: str | Path, threads: int,
                    **timing) -> pd.DataFrame:
     """Export and time each model at each input size in each runtime (outputs checked against eager)."""
     frames = []
     for _, row in models.iterrows():
-        network = _network(row["run_dir"])
-        slug = row["label"].replace(" ", "_").replace("(", "").replace(")", "")
+        network = load_network(row["run_dir"])
         for size in input_sizes:
-            frame = benchmark_network(slug, network, tuple(size), export_dir, runtimes, threads, **timing)
-            frames.append(frame.assign(label=row["label"]))
+            frame = benchmark_network(row["run"], network, tuple(size), export_dir, runtimes, threads,
+                                      **timing)
+            frames.append(frame.assign(run=row["run"]))
     return pd.concat(frames, ignore_index=True)
 
 
-def ratios_to(table: pd.DataFrame, reference: str, value: str = "median_ms") -> pd.DataFrame:
-    """Each model's latency divided by ``reference``'s, per runtime and input size (speed-up = 1 / ratio)."""
+def ratios_to(table: pd.DataFrame, reference_run: str, value: str = "median_ms") -> pd.DataFrame:
+    """Each model's latency divided by the reference run's (``run`` names), per runtime and input size (speed-up = 1 / ratio)."""
     keys = ["runtime", "input", "threads"]
-    if not (table["label"] == reference).any():
-        raise ValueError(f"reference model {reference!r} is not in the latency table")
-    ref = table[table["label"] == reference].set_index(keys)[value].rename("reference_ms")
+    if not (table["run"] == reference_run).any():
+        raise ValueError(f"reference model {reference_run!r} is not in the latency table")
+    ref = table[table["run"] == reference_run].set_index(keys)[value].rename("reference_ms")
     out = table.join(ref, on=keys)
     out["ratio"] = out[value] / out["reference_ms"]
     out["speedup"] = 1 / out["ratio"]
     return out
+
+
+def export_coreml_runs(models: pd.DataFrame, input_size: tuple[int, int], export_dir: str | Path) -> pd.DataFrame:
+    """Core ML packages of ``models`` (export only; a failure is reported in the row, not hidden)."""
+    rows = []
+    for _, row in models.iterrows():
+        target = Path(export_dir) / f"{row['run']}-{input_size[0]}x{input_size[1]}.mlpackage"
+        entry = {"run": row["run"], "input": f"{input_size[0]}x{input_size[1]}"}
+        try:
+            export.export_coreml(load_network(row["run_dir"]), target, input_size)
+            size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+            rows.append(entry | {"runtime": "coreml (export only)", "file_bytes": size})
+        except Exception as error:  # Core ML conversion is optional: the row says why it failed
+            rows.append(entry | {"runtime": f"coreml failed: {type(error).__name__}: {error}"[:160],
+                                 "file_bytes": None})
+    return pd.DataFrame(rows, columns=["run", "input", "runtime", "file_bytes"])
+
+
+def save_latency_table(eager: pd.DataFrame, bench: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Write every model's eager timing (scope ``all models``) and the runtime benchmark (``representative``) to CSV."""
+    table = pd.concat([eager.assign(scope="all models"), bench.assign(scope="representative")], ignore_index=True)
+    atomic_write_bytes(Path(path), table.to_csv(index=False).encode())
+    return table

@@ -14,20 +14,21 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .pruning import batch_gradients, check_compression, parameter_counts
+from ..models.counting import parameter_counts
+from .registry import CHANNEL, CompressionContext, CompressionMethod, register
+from .unstructured import batch_gradients, check_compression
 
-STRUCTURED_METHODS = {
-    "channel_magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-    "channel_taylor": lambda: tp.importance.GroupTaylorImportance(),
-}
+# name -> a factory of the Torch-Pruning importance criterion (filled by register_channel)
+CHANNEL_IMPORTANCE: dict[str, Callable[[], object]] = {}
 
 
 def _prune_once(model: nn.Module, method: str, ratio: float, example: torch.Tensor, batch, loss_fn,
                 round_to: int | None) -> nn.Module:
     ignored = [model.head, model.embedding] if hasattr(model, "head") else []
-    pruner = tp.pruner.MetaPruner(model, example, importance=STRUCTURED_METHODS[method](), pruning_ratio=ratio,
+    importance = CHANNEL_IMPORTANCE[method]()
+    pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=ratio,
                                   ignored_layers=ignored, round_to=round_to, global_pruning=False)
-    if method == "channel_taylor":
+    if isinstance(importance, tp.importance.GroupTaylorImportance):  # first-order scores need gradients
         batch_gradients(model, batch, loss_fn, "channel_taylor")
     pruner.step()
     model.zero_grad(set_to_none=True)
@@ -37,14 +38,14 @@ def _prune_once(model: nn.Module, method: str, ratio: float, example: torch.Tens
 def channel_prune(model: nn.Module, method: str, compression: float, example: torch.Tensor, batch=None,
                   loss_fn: Callable | None = None, round_to: int | None = None, tolerance: float = 0.02,
                   max_iterations: int = 12) -> nn.Module:
-    """Return a channel-pruned copy of ``model`` whose deployed network has ~``1/compression`` of the parameters.
+    """Return a channel-pruned copy of ``model`` (left unchanged) whose deployed network has ~``1/compression`` of the parameters.
 
     The uniform channel ratio is found by bisection (parameters fall roughly as ``(1 - p)^2``);
     the result is within ``tolerance`` (relative) of the requested compression when channel
     granularity allows.
     """
-    if method not in STRUCTURED_METHODS:
-        raise ValueError(f"unknown structured method {method!r}; expected one of {list(STRUCTURED_METHODS)}")
+    if method not in CHANNEL_IMPORTANCE:
+        raise ValueError(f"unknown channel pruning method {method!r}; expected one of {list(CHANNEL_IMPORTANCE)}")
     compression = check_compression(compression)
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -74,31 +75,20 @@ def channel_prune(model: nn.Module, method: str, compression: float, example: to
     return best
 
 
-def reshape_to_state_dict(model: nn.Module, state_dict: dict) -> nn.Module:
-    """Resize the Conv2d / Linear / BatchNorm modules of a freshly built ``model`` to a saved (pruned) state dict.
+def register_channel(name: str, importance: Callable[[], object], description: str = "") -> None:
+    """Register channel-pruning method ``name`` with a factory of its Torch-Pruning importance criterion."""
 
-    This is how channel-pruned checkpoints reload from plain state dicts (``weights_only=True``).
-    """
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        weight = state_dict.get(prefix + "weight")
-        if weight is None:
-            continue
-        if isinstance(module, nn.Conv2d):
-            depthwise = module.groups == module.in_channels == module.out_channels and module.groups > 1
-            module.out_channels = weight.shape[0]
-            module.groups = weight.shape[0] if depthwise else module.groups
-            module.in_channels = weight.shape[1] * module.groups
-        elif isinstance(module, nn.Linear):
-            module.out_features, module.in_features = weight.shape
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            module.num_features = weight.shape[0]
-            for buffer in ("running_mean", "running_var"):
-                setattr(module, buffer, torch.zeros_like(state_dict[prefix + buffer]))
-        else:
-            continue
-        module.weight = nn.Parameter(torch.empty_like(weight))
-        if getattr(module, "bias", None) is not None and prefix + "bias" in state_dict:
-            module.bias = nn.Parameter(torch.empty_like(state_dict[prefix + "bias"]))
-    model.load_state_dict(state_dict)
-    return model
+    def apply(model: nn.Module, compression: float, context: CompressionContext) -> nn.Module:
+        if context.batch is None:
+            raise ValueError(f"{name} needs one training batch to trace the network: pass batch=(x, y)")
+        return channel_prune(model, name, compression, context.batch[0][:1], batch=context.batch,
+                             loss_fn=context.loss_fn, round_to=context.round_to)
+
+    register(CompressionMethod(name, CHANNEL, apply, resizes=True, description=description))
+    CHANNEL_IMPORTANCE[name] = importance
+
+
+register_channel("channel_magnitude", lambda: tp.importance.GroupMagnitudeImportance(p=1),
+                 "L1 magnitude of each channel group; a smaller dense network")
+register_channel("channel_taylor", lambda: tp.importance.GroupTaylorImportance(),
+                 "first-order Taylor |w dL/dw| of each channel group; a smaller dense network")

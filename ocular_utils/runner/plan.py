@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .results import code_version, is_complete, run_key
+from ..report.records import code_version, is_complete, run_key
+from .profiles import Profile
 
 NOTEBOOKS = {
     "data": "data.ipynb",
@@ -56,10 +57,10 @@ def _slug(text: str) -> str:
 class Planner:
     """Builds the units of one profile under ``results/<profile>``."""
 
-    def __init__(self, profile: dict, project_root: Path, results: str = "results", threads: int | None = None):
+    def __init__(self, profile: Profile, project_root: Path, results: str = "results", threads: int | None = None):
         self.profile = profile
         self.root = project_root
-        self.base = Path(results) / profile["name"]
+        self.base = Path(results) / profile.name
         self.threads_override = threads
         self.units: dict[str, Unit] = {}
         self.notebook_dir = project_root / "notebooks"
@@ -83,71 +84,50 @@ class Planner:
             params = params | {"run_dir": str(run_dir)}
         unit = Unit(name, kind, self.notebook_dir / NOTEBOOKS[notebook_kind], params,
                     list(deps), chapter, key, run_dir,
-                    gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.get("device", "auto") != "cpu"
-                    else 0.0,
+                    gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.device != "cpu" else 0.0,
                     exclusive=kind == "latency")  # timings must not share the CPU with another notebook
         self.units[name] = unit
         return unit
 
-    def threads(self, kind: str) -> int:
-        """Torch threads of a unit: the profile's ``threads`` (a number, or ``{kind: n, default: n}``)."""
+    def settings(self, kind: str) -> dict:
+        """The run settings (seed, threads, device, replicates) of a notebook of ``kind``."""
+        settings = self.profile.run_settings(kind)
         if self.threads_override is not None:
-            return self.threads_override
-        setting = self.profile.get("threads", 1)
-        if isinstance(setting, dict):
-            return int(setting.get(kind, setting.get("default", 1)))
-        return int(setting)
-
-    def common(self, kind: str) -> dict:
-        """Parameters every training/evaluation notebook takes."""
-        return {"seed": self.profile.get("seed", 0), "threads": self.threads(kind),
-                "device": self.profile.get("device", "auto"), "replicates": self.profile.get("replicates", 200)}
+            settings["threads"] = self.threads_override
+        return settings
 
     def data(self) -> dict:
-        """The ``data`` parameter: the profile's data section plus the image cache folder."""
-        return {"cache_dir": str(self.base / "cache")} | dict(self.profile["data"])
+        """The ``data`` parameter: the profile's data section, with the image cache under the results folder."""
+        data = self.profile.data.to_dict()
+        data["cache_dir"] = data["cache_dir"] or str(self.base / "cache")
+        return data
 
     def build(self) -> dict[str, Unit]:
         """All units of the profile, keyed by name, in a valid execution order."""
         p, data = self.profile, self.data()
-        base_cfg = p["base"]
-        self.add("data", "data", {"data": data, "backbone": base_cfg.get("backbone", "resnet50"),
-                                  "batch_size": base_cfg.get("train", {}).get("batch_size", 32),
-                                  "threads": self.threads("data"), "device": p.get("device", "auto")}, chapter="data")
-        base = self.add("base", "base", {"data": data, **{k: v for k, v in base_cfg.items()}, **self.common("base")},
+        measured = {"backbone": p.base.backbone, "train": {"batch_size": p.base.train.batch_size}}  # what data times
+        self.add("data", "data", {"data": data, "base": measured, **self.settings("data")}, chapter="data")
+        base = self.add("base", "base", {"data": data, "base": p.base.to_dict(), **self.settings("base")},
                         deps=["data"], chapter="train_base")
-        grid = p.get("pruning", {})
-        prune_units = []
-        for method in list(grid.get("methods", [])) + list(grid.get("structured", [])):
-            for ratio in grid.get("compressions", []):
-                prune_units.append(self.add(
-                    f"prune/{method}-{ratio:g}x", "prune",
-                    {"data": data, "base_dir": str(base.run_dir), "method": method, "compression": ratio,
-                     "finetune": grid.get("finetune", {}), "round_to": grid.get("round_to"), **self.common("prune")},
-                    deps=["base"]))
-        kd = p.get("distillation", {})
-        kd_units = []
-        for student in kd.get("students", []):
-            for loss in kd.get("losses", []):
-                kd_units.append(self.add(
-                    f"distill/{student}-{loss}", "distill",
-                    {"data": data, "teacher_dir": str(base.run_dir), "student": student, "loss": loss,
-                     "temperature": kd.get("temperature", 4.0), "alpha": kd.get("alpha", 0.5),
-                     "embedding_weight": kd.get("embedding_weight", 1.0), "train": kd.get("train", {}),
-                     **self.common("distill")},
-                    deps=["base"]))
+        prune_units = [self.add(f"prune/{method}-{ratio:g}x", "prune",
+                                {"data": data, "base_dir": str(base.run_dir), "method": method, "compression": ratio,
+                                 "pruning": p.pruning.recipe(), **self.settings("prune")}, deps=["base"])
+                       for method in p.pruning.methods for ratio in p.pruning.compressions]
+        kd_units = [self.add(f"distill/{student}-{loss}", "distill",
+                             {"data": data, "teacher_dir": str(base.run_dir), "student": student, "loss": loss,
+                              "distillation": p.distillation.recipe(), **self.settings("distill")}, deps=["base"])
+                    for student in p.distillation.students for loss in p.distillation.losses]
         model_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
         model_deps = ["base"] + [u.name for u in prune_units + kd_units]
-        lat = dict(p.get("latency", {}))
-        size = lat.get("input_sizes", [data["image_size"]])[0]
-        latency = self.add("latency", "latency", {"runs": model_runs, **lat}, deps=model_deps, chapter="latency")
+        latency = self.add("latency", "latency", {"runs": model_runs, "latency": p.latency.to_dict(),
+                                                  "device_csv_dir": "data", **self.settings("latency")},
+                           deps=model_deps, chapter="latency")
         self.add("pruning_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in prune_units]},
                  deps=["base"] + [u.name for u in prune_units], chapter="pruning_results",
                  notebook_kind="pruning_results")
         self.add("distillation_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in kd_units]},
                  deps=["base"] + [u.name for u in kd_units], chapter="distillation_results",
                  notebook_kind="distillation_results")
-        self.add("comparison", "chapter", {"runs": model_runs, "latency_dir": str(latency.run_dir),
-                                           "input_size": f"{size[0]}x{size[1]}"},
+        self.add("comparison", "chapter", {"runs": model_runs, "latency_dir": str(latency.run_dir)},
                  deps=model_deps + ["latency"], chapter="comparison", notebook_kind="comparison")
         return self.units

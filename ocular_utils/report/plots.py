@@ -1,4 +1,7 @@
-"""Figures of the book (matplotlib + seaborn). Each function returns its figure."""
+"""Every figure of the book (matplotlib + seaborn). Each function returns its figure.
+
+Importing this module changes no global state; notebooks call :func:`apply_style` once.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -9,10 +12,14 @@ import seaborn as sns
 from PIL import Image
 from scipy.stats import norm
 
-from .verification import det, roc
+from ..verification.metrics import det, roc
 
-sns.set_theme(context="notebook", style="whitegrid")
 DET_TICKS = [0.001, 0.01, 0.05, 0.2, 0.5]
+
+
+def apply_style() -> None:
+    """The book's plotting style (seaborn's whitegrid theme); changes matplotlib's global settings."""
+    sns.set_theme(context="notebook", style="whitegrid")
 
 
 def synthetic_tag(ax, synthetic: bool) -> None:
@@ -177,3 +184,66 @@ def compression_axis(ax) -> None:
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("compression (parameters / nonzero parameters)")
+
+
+def pruning_grid(unstructured: pd.DataFrame, channel: pd.DataFrame, base_eer: float, synthetic: bool = False):
+    """EER against achieved compression: unstructured methods (left) and channel pruning (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), sharey=True)
+    eer_vs_compression(unstructured, base_eer, synthetic=synthetic, ax=axes[0])
+    axes[0].set_title("unstructured (masks)")
+    if len(channel):
+        eer_vs_compression(channel, base_eer, synthetic=synthetic, ax=axes[1])
+    axes[1].set_title("channel pruning (smaller dense network)")
+    fig.tight_layout()
+    return fig
+
+
+def finetune_recovery(grid: pd.DataFrame, base_eer: float, synthetic: bool = False):
+    """EER right after pruning (hollow, dotted) and after fine-tuning (filled), per method and ratio."""
+    fig, ax = plt.subplots(figsize=(11, 4.4))
+    for i, (method, group) in enumerate(grid.groupby("method")):
+        ax.plot(group["compression"], 100 * group["eer_before_finetune"], ls=":", marker="o", mfc="none",
+                color=f"C{i}")
+        ax.plot(group["compression"], 100 * group["eer"], marker="o", color=f"C{i}", label=method)
+    ax.axhline(100 * base_eer, color="k", ls="--", lw=1, label="unpruned base")
+    compression_axis(ax)
+    ax.set(yscale="log", ylabel="EER (%, log scale)")
+    plain_log_ticks(ax.yaxis)
+    ax.legend(fontsize=8, ncol=2)
+    synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def student_bars(students: pd.DataFrame, teacher_eer: float, teacher_label: str, synthetic: bool = False):
+    """EER (%) per student and loss with 95% interval whiskers; the teacher as a dashed line."""
+    fig, ax = plt.subplots(figsize=(10, 4.4))
+    order = sorted(students["loss"].unique(), key=lambda loss: (loss != "none", loss))
+    names = sorted(students["student"].unique())
+    width = 0.8 / len(order)
+    for j, loss in enumerate(order):
+        part = students[students["loss"] == loss].set_index("student").reindex(names)
+        x = [i + (j - (len(order) - 1) / 2) * width for i in range(len(names))]
+        errors = [100 * (part["eer"] - part["eer ci_low"]), 100 * (part["eer ci_high"] - part["eer"])]
+        ax.bar(x, 100 * part["eer"], width, yerr=errors, capsize=3,
+               label="no teacher (control)" if loss == "none" else f"KD: {loss}")
+    ax.axhline(100 * teacher_eer, color="k", ls="--", lw=1, label=f"teacher ({teacher_label})")
+    ax.set_xticks(range(len(names)), names)
+    ax.set(ylabel="EER (%)")
+    ax.legend(fontsize=8)
+    synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def latency_bars(bench: pd.DataFrame, synthetic: bool = False):
+    """Median latency per model and runtime, one panel per input size (log axis)."""
+    sizes = list(bench["input"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6.5 * len(sizes), 4.2), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        sns.barplot(data=bench[bench["input"] == size], y="label", x="median_ms", hue="runtime", ax=ax)
+        ax.set(xscale="log", xlabel=f"median latency at {size} (ms, log scale)", ylabel="")
+        plain_log_ticks(ax.xaxis)
+        synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig

@@ -1,15 +1,21 @@
-"""Embed test images with a model and score verification trials (cosine similarity)."""
+"""Embed images with a model, score verification trials (cosine similarity), keep the scores.
+
+Metrics on the scores are :mod:`ocular_utils.verification.metrics`.
+"""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .data.images import ImageStore, iterate_images
-from .data.protocols import build_trials
-from .verification import verification_report
+from ..core.atomic import atomic_write_bytes
+from ..data.images import ImageStore, iterate_images
+from ..data.protocols import build_trials
+from .metrics import verification_report
 
 SUBSETS = {
     "all": None,
@@ -88,7 +94,7 @@ def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e
 
 def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, trials: pd.DataFrame | None = None,
              eyes: str = "separate", device: torch.device | str = "cpu", replicates: int = 200, seed: int = 0,
-             max_impostors: int | None = 500_000) -> Evaluation:
+             max_impostors: int | None = None) -> Evaluation:
     """Verification metrics of ``model`` on the images of ``frame`` (trials built if not given)."""
     if trials is None:
         trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
@@ -110,3 +116,23 @@ def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = "separ
         return {"eer": report["eer"], "auc": report["auc"]}
 
     return metric
+
+
+def evaluate_on_test(model: torch.nn.Module, data, device, replicates: int) -> Evaluation:
+    """Verification metrics of ``model`` on the test trials of ``data`` (a StudyData), subject-bootstrap intervals."""
+    return evaluate(model, data.store, data.split.test, data.trials, eyes=data.split.eyes, device=device,
+                    replicates=replicates, seed=data.config.seed)
+
+
+def save_scores(evaluation: Evaluation, run_dir: str | Path) -> Path:
+    """Store the test trial scores (``scores.npz``) so later chapters can draw ROC/DET curves."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy())
+    return atomic_write_bytes(Path(run_dir) / "scores.npz", buffer.getvalue())
+
+
+def load_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(genuine, impostor)`` scores saved by :func:`save_scores`."""
+    with np.load(Path(run_dir) / "scores.npz") as payload:
+        scores, genuine = payload["scores"], payload["genuine"]
+    return scores[genuine], scores[~genuine]

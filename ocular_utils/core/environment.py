@@ -1,4 +1,4 @@
-"""Run-time environment: device choice, seeding, thread counts and a description of the machine."""
+"""The execution environment: device choice, seeding, thread counts, environment variables, the machine."""
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +28,11 @@ def select_device(preferred: str | None = "auto") -> torch.device:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
-    """Seed Python, NumPy and torch; make CPU kernels deterministic; return a seeded generator."""
+    """Seed Python, NumPy and torch; make kernels deterministic; return a seeded generator.
+
+    With ``deterministic`` this switches torch to deterministic algorithms for the whole process and
+    sets ``CUBLAS_WORKSPACE_CONFIG`` (unless already set), as deterministic CUDA matrix products require.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -56,6 +60,20 @@ def thread_count(threads: int | None):
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str):
+    """Set environment variable ``name`` to ``value`` inside the block; restore (or remove) it afterwards."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def cpu_model() -> str:

@@ -10,17 +10,63 @@ Student and teacher share the training identities, so their logits are comparabl
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.config import Settings
+from ..models.files import load_model, read_spec
+from ..models.networks import CLASSIFIER_ATTRIBUTE, OcularNet, build_model
+from ..training.loop import TrainConfig, TrainResult, fit
+from ..training.recipes import with_seed
+
 LOSSES = ("none", "logit", "embedding", "both", "relational")
+KD_STUDENT = "KD student"
+NO_TEACHER = "student, no teacher"
+
+
+def student_family(loss: str) -> str:
+    """The family of a student trained with ``loss`` (``none`` is the no-teacher control)."""
+    return NO_TEACHER if loss == "none" else KD_STUDENT
+
+
+def _default_student_training() -> TrainConfig:
+    return TrainConfig(epochs=8, optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_epochs=0.5)
+
+
+@dataclass
+class DistillationConfig(Settings):
+    """The ``distillation`` section: students x losses, the KD hyper-parameters and the students' training."""
+
+    students: list = field(default_factory=lambda: ["mobilenet_v2", "resnet18"])
+    losses: list = field(default_factory=lambda: ["none", "logit", "embedding"])
+    temperature: float = 4.0
+    alpha: float = 0.5
+    embedding_weight: float = 1.0
+    embedding_dim: int | None = None  # the student's embedding width; None: the teacher's
+    train: TrainConfig = field(default_factory=_default_student_training)
+
+    def __post_init__(self):
+        for student in self.students:
+            if student not in CLASSIFIER_ATTRIBUTE:
+                raise ValueError(f"distillation.students: unknown network {student!r}; expected some of "
+                                 f"{sorted(CLASSIFIER_ATTRIBUTE)}")
+        for loss in self.losses:
+            if loss not in LOSSES:
+                raise ValueError(f"distillation.losses: unknown loss {loss!r}; expected some of {LOSSES}")
+
+    def recipe(self) -> dict:
+        """The settings one student run uses (not the grid of students and losses)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("students", "losses")}
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            temperature: float = 4.0, alpha: float = 0.5) -> torch.Tensor:
+            temperature: float = DistillationConfig.temperature, alpha: float = DistillationConfig.alpha
+            ) -> torch.Tensor:
     """Hinton's distillation loss: ``alpha * CE + (1 - alpha) * T^2 * KL(teacher || student)`` (batchmean)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive (got {temperature})")
@@ -71,8 +117,10 @@ class Projection(nn.Module):
         return self.map(x)
 
 
-def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: float = 4.0, alpha: float = 0.5,
-                      embedding_weight: float = 1.0, projection: Projection | None = None) -> Callable:
+def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: float = DistillationConfig.temperature,
+                      alpha: float = DistillationConfig.alpha,
+                      embedding_weight: float = DistillationConfig.embedding_weight,
+                      projection: Projection | None = None) -> Callable:
     """A training loss ``(student, x, y) -> (loss, logits)`` for :func:`ocular_utils.training.fit`.
 
     ``loss``: ``none`` (cross-entropy only: the no-teacher control), ``logit``, ``embedding``
@@ -103,3 +151,26 @@ def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: floa
         return value, logits
 
     return loss_fn
+
+
+def train_student(data, teacher_dir: str | Path, run_dir: str | Path, student: str, loss: str,
+                  config: DistillationConfig, device: torch.device | str = "cpu", seed: int = 0,
+                  progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
+    """Train a compact student with (or, for ``loss='none'``, without) the teacher saved in ``teacher_dir``.
+
+    ``data`` is the run's :class:`~ocular_utils.data.prepare.StudyData`; the teacher must have been
+    trained on the same identities (its logits index the same classes).
+    """
+    teacher = load_model(teacher_dir, device=device)
+    trained_on = read_spec(teacher_dir).get("identities")
+    if trained_on != data.split.identity_hash:
+        raise ValueError(f"the teacher in {teacher_dir} was trained on other identities (hash {trained_on}, this "
+                         f"split {data.split.identity_hash}); its logits would not match the student's classes")
+    torch.manual_seed(seed)
+    model = build_model(student, data.split.num_classes, config.embedding_dim or teacher.embedding_dim)
+    projection = Projection(model.embedding_dim, teacher.embedding_dim)
+    loss_fn = distillation_loss(teacher, loss, config.temperature, config.alpha, config.embedding_weight, projection)
+    result = fit(model, data.store, data.split.train, with_seed(config.train, seed), validate=data.validation(device),
+                 checkpoint_dir=Path(run_dir) / "checkpoints", loss_fn=loss_fn, extra_module=projection,
+                 device=device, progress=progress)
+    return model, result

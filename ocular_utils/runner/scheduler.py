@@ -20,8 +20,8 @@ from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 from traitlets import default
 
+from ..report.records import Record, read_record, write_record
 from .plan import Unit
-from .results import make_record, read_record, write_record
 
 
 class StudyFailed(RuntimeError):
@@ -110,7 +110,7 @@ def execute_unit(unit: Unit, root: str | Path, keep_checkpoints: bool = False) -
                                kernel_manager_class=IPCKernelManager)
     seconds = time.perf_counter() - started
     if unit.kind == "chapter":
-        write_record(run_dir, make_record("chapter", unit.params, label=unit.name, timings={"seconds": seconds}))
+        write_record(run_dir, Record("chapter", unit.params, timings={"total": seconds}))
     elif read_record(run_dir) is None:
         raise RuntimeError(f"{unit.notebook.name} finished without writing {run_dir}/record.json")
     if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
@@ -130,15 +130,21 @@ def _may_start(unit: Unit, running: list[Unit], capacity: int) -> bool:
 
 
 def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "local", max_units: int | None = None,
-              ray_address: str | None = None, progress: bool = True, keep_checkpoints: bool = False) -> Outcome:
-    """Run every incomplete unit in dependency order with ``jobs`` at a time (or on Ray)."""
+              ray_address: str | None = None, progress: bool = True, keep_checkpoints: bool = False,
+              execute=execute_unit) -> Outcome:
+    """Run every incomplete unit in dependency order with ``jobs`` at a time (or on Ray).
+
+    A unit starts when all its dependencies completed; a failed unit blocks its dependants (and
+    theirs) but nothing else; an exclusive unit (latency timing) runs alone. ``execute(unit, root,
+    keep_checkpoints) -> seconds`` runs one unit (papermill by default; tests pass a stand-in).
+    """
     outcome = Outcome()
     done = {name for name, unit in units.items() if unit.complete(root)}
     outcome.skipped = sorted(done)
     pending = [name for name in units if name not in done]
     bar = tqdm(total=len(units), initial=len(done), desc="study", unit="notebook", disable=not progress)
-    submit = _local_submitter(jobs, keep_checkpoints) if engine == "local" else \
-        _ray_submitter(ray_address, keep_checkpoints)
+    submit = _local_submitter(jobs, keep_checkpoints, execute) if engine == "local" else \
+        _ray_submitter(ray_address, keep_checkpoints, execute)
     running: dict = {}
     started = 0
     sampler = MemorySampler().__enter__()
@@ -178,13 +184,14 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
 class _local_submitter:
     """Runs units in a thread pool; each unit's kernel is its own process."""
 
-    def __init__(self, jobs: int, keep_checkpoints: bool = False):
+    def __init__(self, jobs: int, keep_checkpoints: bool = False, execute=execute_unit):
         self.capacity = max(1, jobs)
         self.keep = keep_checkpoints
+        self.execute = execute
         self.pool = ThreadPoolExecutor(max_workers=self.capacity)
 
     def __call__(self, unit: Unit, root: Path):
-        return self.pool.submit(execute_unit, unit, root, self.keep)
+        return self.pool.submit(self.execute, unit, root, self.keep)
 
     def wait(self, handles):
         finished, _ = wait(handles, return_when=FIRST_COMPLETED)
@@ -200,7 +207,7 @@ class _local_submitter:
 class _ray_submitter:
     """Runs units as Ray tasks (one CPU each, one GPU for training units when the profile asks for CUDA)."""
 
-    def __init__(self, address: str | None, keep_checkpoints: bool = False):
+    def __init__(self, address: str | None, keep_checkpoints: bool = False, execute=execute_unit):
         try:
             import ray
         except ImportError as error:
@@ -213,7 +220,7 @@ class _ray_submitter:
         self.capacity = max(1, int(resources.get("CPU", 1)))
         self.has_gpus = resources.get("GPU", 0) > 0
         self.keep = keep_checkpoints
-        self.remote = ray.remote(execute_unit)
+        self.remote = ray.remote(execute)
 
     def __call__(self, unit: Unit, root: Path):
         gpus = unit.gpus if self.has_gpus else 0  # asking a GPU-less cluster for GPUs would wait forever

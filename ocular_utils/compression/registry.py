@@ -1,0 +1,114 @@
+"""The registry of compression methods, and the one entry point that applies them.
+
+A method is a :class:`CompressionMethod`: a name, a family (unstructured pruning, channel
+pruning, ...), and a function ``apply(model, compression, context) -> new model``. Adding a method
+is one registration in the module of its family, e.g. in ``unstructured.py``::
+
+    @register_unstructured("layer_inverse", scope="layer")
+    def inverse_magnitude(model, tensors, context):
+        return {(module, name): 1 / (getattr(module, name).detach().abs() + 1e-12) for _, module, name in tensors}
+
+Every registered name is then valid in a profile's ``pruning.methods``, runs in the grid's prune
+notebook, and appears in the chapter tables under its family.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..core.config import Settings
+from ..training.loop import TrainConfig
+
+UNSTRUCTURED = "unstructured pruning"
+CHANNEL = "channel pruning"
+
+
+@dataclass
+class CompressionContext:
+    """What a method may need besides the model: one training batch, a seed, options."""
+
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    seed: int = 0
+    round_to: int | None = None
+    loss_fn: Callable | None = None
+
+
+@dataclass(frozen=True)
+class CompressionMethod:
+    """One registered compression method."""
+
+    name: str
+    family: str
+    apply: Callable[[nn.Module, float, CompressionContext], nn.Module]
+    sparse_storage: bool = False  # store the model in the sparse format (masks leave zeros in dense tensors)
+    resizes: bool = False  # tensors shrink: the saved model reloads by resizing its architecture
+    description: str = ""
+
+
+METHODS: dict[str, CompressionMethod] = {}
+
+
+def register(method: CompressionMethod) -> CompressionMethod:
+    """Add ``method`` to :data:`METHODS` (a name may be registered once)."""
+    if method.name in METHODS:
+        raise ValueError(f"compression method {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> CompressionMethod:
+    """The registered method called ``name``; a clear error listing the known ones otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown compression method {name!r}; expected one of {list(METHODS)}")
+    return METHODS[name]
+
+
+def compress(model: nn.Module, method: str, compression: float, batch=None, seed: int = 0,
+             round_to: int | None = None, loss_fn: Callable | None = None) -> nn.Module:
+    """A compressed copy of ``model`` (``model`` itself is left unchanged) at ``compression`` with ``method``."""
+    context = CompressionContext(batch=batch, seed=seed, round_to=round_to, loss_fn=loss_fn)
+    return get_method(method).apply(model, compression, context)
+
+
+def _default_finetune() -> TrainConfig:
+    # ShrinkBench fine-tunes with SGD (lr 1e-3, Nesterov momentum 0.9) for 30 epochs; the laptop
+    # budget keeps the optimizer and shortens the schedule to 20 batches.
+    return TrainConfig(epochs=1, lr=0.001, weight_decay=0.0, max_batches_per_epoch=20)
+
+
+@dataclass
+class PruningConfig(Settings):
+    """The ``pruning`` section: the grid of methods x compression ratios and the fine-tuning recipe."""
+
+    methods: list = field(default_factory=lambda: ["random", "global_weight", "layer_weight", "global_gradient",
+                                                   "layer_gradient", "channel_magnitude", "channel_taylor"])
+    compressions: list = field(default_factory=lambda: [2, 4, 8, 16, 32])
+    round_to: int | None = None
+    score_batch: int = 64  # training images in the batch that gradient-based scores use
+    finetune: TrainConfig = field(default_factory=_default_finetune)
+
+    def __post_init__(self):
+        for method in self.methods:
+            get_method(method)
+        for ratio in self.compressions:
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 1:
+                raise ValueError(f"pruning.compressions: {ratio!r} is not a ratio >= 1")
+
+    def recipe(self) -> dict:
+        """The settings one grid cell uses (not the grid itself, so adding a ratio re-runs no cell)."""
+        return {"round_to": self.round_to, "score_batch": self.score_batch, "finetune": self.finetune.to_dict()}
+
+
+def compress_model(model: nn.Module, method: str, compression: float, data, config: PruningConfig,
+                   seed: int = 0) -> nn.Module:
+    """Compress ``model`` for the study: one seeded training batch of ``data`` feeds gradient scores.
+
+    Returns a new model; ``model`` is left unchanged.
+    """
+    batch = data.training_batch(config.score_batch, seed)
+    device = next(model.parameters()).device
+    batch = tuple(t.to(device) for t in batch)
+    return compress(model, method, compression, batch=batch, seed=seed, round_to=config.round_to)

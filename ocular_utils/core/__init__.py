@@ -1,0 +1,1 @@
+"""What every stage uses: atomic files, the execution environment, project paths, typed settings."""

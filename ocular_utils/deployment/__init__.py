@@ -1,0 +1,1 @@
+"""Deployment: exports for phone runtimes, latency measurement, on-device measurements."""

@@ -1,0 +1,1 @@
+"""Models: verification networks, parameter and MAC counts, model files."""

@@ -1,0 +1,1 @@
+"""Report: result records, the tables and comparisons the chapters show, and every figure."""

@@ -1,0 +1,143 @@
+"""Result records: one JSON file per run, keyed by a hash of its parameters and the code version.
+
+A run's folder (``run_dir``) holds its artifacts (checkpoints, models, the executed notebook) and,
+written last and atomically, ``record.json``: a :class:`Record`. A folder with a complete record is
+a finished run; anything else is re-run (training resumes from its ``last.pt``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.atomic import atomic_write_json
+from ..core.environment import describe_machine
+from ..core.paths import PACKAGE_DIR
+
+RECORD = "record.json"
+KINDS = ("data", "base", "prune", "distill", "latency", "chapter")
+
+
+def code_version(extra_files: list[str | Path] = ()) -> str:
+    """Hash of the package's source (and of ``extra_files``, e.g. the notebook that runs)."""
+    digest = hashlib.sha256()
+    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.yml"))
+    for path in files + [Path(p) for p in extra_files]:
+        digest.update(str(path.relative_to(PACKAGE_DIR) if path.is_relative_to(PACKAGE_DIR) else path.name).encode())
+        digest.update(_notebook_source(path) if path.suffix == ".ipynb" else path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _notebook_source(path: Path) -> bytes:
+    """A notebook's cell sources only (outputs and metadata do not change what runs)."""
+    cells = json.loads(path.read_text()).get("cells", [])
+    return json.dumps([(c.get("cell_type"), "".join(c.get("source", ""))) for c in cells]).encode()
+
+
+def run_key(kind: str, params: dict, version: str) -> str:
+    """Stable key of a run: a hash of its kind, parameters and code version."""
+    payload = json.dumps({"kind": kind, "params": params, "version": version}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Record:
+    """What one run leaves: what it was (typed fields), what it measured, and where it ran.
+
+    The identity of a model is in typed fields (``method``, ``requested_compression``, ``student``,
+    ``kd_loss``, ``family``, ``seed``, ``training_images``); display labels are made from them
+    (:func:`display_label`) and never parsed back.
+    """
+
+    kind: str
+    params: dict
+    synthetic: bool = False
+    family: str | None = None  # "base", "unstructured pruning", "channel pruning", "KD student", "student, no teacher"
+    backbone: str | None = None  # the network: the base's backbone or the student's
+    method: str | None = None  # compression method (a name of ocular_utils.METHODS)
+    requested_compression: float | None = None
+    achieved_compression: float | None = None  # base parameters / nonzero parameters of the deployed network
+    student: str | None = None
+    kd_loss: str | None = None  # "none" for the no-teacher control
+    seed: int | None = None
+    training_images: int | None = None  # budget: images seen training (base, students) or fine-tuning (compressed)
+    metrics: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # parameters, MACs, file sizes
+    timings: dict = field(default_factory=dict)  # seconds per phase
+    files: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # training history, reload check, subsets, split, machine
+    environment: dict = field(default_factory=describe_machine)
+    created: str = field(default_factory=_now)
+    status: str = "complete"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown record kind {self.kind!r}; expected one of {KINDS}")
+
+    def to_dict(self) -> dict:
+        """The record as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def display_label(record) -> str:
+    """A short human label of a model record (a :class:`Record`, its dict, or a table row); for display only."""
+    get = record.get if isinstance(record, dict) or hasattr(record, "get") else lambda k: getattr(record, k)
+    kind = get("kind")
+    if kind == "base":
+        return f"{get('backbone')} (base)"
+    if kind == "prune":
+        return f"{get('method')} {float(get('requested_compression')):g}x"
+    if kind == "distill":
+        return f"{get('student')} ({get('kd_loss')})"
+    return str(kind)
+
+
+def write_record(run_dir: str | Path, record: Record) -> Path:
+    """Write ``record.json`` into ``run_dir`` atomically (the run counts as complete afterwards)."""
+    return atomic_write_json(Path(run_dir) / RECORD, record.to_dict())
+
+
+def read_record(run_dir: str | Path) -> dict | None:
+    """The run's record as a dict, or ``None`` if the run has not completed."""
+    path = Path(run_dir) / RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("status") == "complete" else None
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True if ``run_dir`` holds a complete record."""
+    return read_record(run_dir) is not None
+
+
+TYPED_COLUMNS = [f.name for f in dataclasses.fields(Record) if f.name not in
+                 ("params", "metrics", "model", "timings", "files", "details", "environment")]
+
+
+def load_records(results_dir: str | Path, kind: str | None = None) -> pd.DataFrame:
+    """All complete records under ``results_dir`` as one flat table (typed columns, ``metrics.*``, ``model.*``, ...).
+
+``run_dir`` is the run's folder, ``run`` its unique name (how tables and the latency table refer to a model).
+"""
+    rows = []
+    for path in sorted(Path(results_dir).rglob(RECORD)):
+        record = json.loads(path.read_text())
+        if record.get("status") != "complete" or (kind and record.get("kind") != kind):
+            continue
+        record = {k: v for k, v in record.items() if k not in ("environment", "details", "params")}
+        record["run_dir"] = str(path.parent)
+        record["run"] = path.parent.name  # the run's unique folder name: how tables refer to a model
+        rows.append(record)
+    if not rows:
+        return pd.DataFrame(columns=TYPED_COLUMNS + ["run_dir", "run"])
+    return pd.json_normalize(rows, max_level=1)

@@ -1,0 +1,104 @@
+"""Named study profiles (YAML), read into one typed :class:`Profile`.
+
+Each section is a dataclass beside the code that uses it and holds the one copy of its defaults:
+``data`` (:class:`~ocular_utils.data.prepare.DataConfig`), ``base``
+(:class:`~ocular_utils.training.recipes.BaseConfig`), ``pruning``
+(:class:`~ocular_utils.compression.registry.PruningConfig`), ``distillation``
+(:class:`~ocular_utils.compression.distillation.DistillationConfig`), ``latency``
+(:class:`~ocular_utils.deployment.latency.LatencyConfig`). A profile file writes down only what
+differs from the defaults; unknown keys are rejected with the list of known ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..compression.distillation import DistillationConfig
+from ..compression.registry import PruningConfig
+from ..core.config import Settings
+from ..core.paths import PACKAGE_DIR
+from ..data.prepare import DataConfig
+from ..deployment.latency import LatencyConfig
+from ..training.recipes import BaseConfig
+
+PROFILE_DIR = PACKAGE_DIR / "profiles"
+
+
+@dataclass
+class RunSettings(Settings):
+    """What every training and evaluation run takes besides its sections: seed, threads, device, intervals."""
+
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    device: str = "auto"  # auto = CUDA, then MPS, then CPU
+    replicates: int = 200  # bootstrap replicates over test subjects
+
+
+@dataclass
+class Profile(Settings):
+    """A whole study: run settings, scheduling, and the sections of the grid."""
+
+    name: str = "default"
+    description: str = ""
+    synthetic: bool = False
+    threads: int | dict = 1  # per notebook: a number, or {kind: n, default: n}
+    jobs: int = 1  # notebooks at once (local engine)
+    device: str = RunSettings.device
+    seed: int = RunSettings.seed
+    replicates: int = RunSettings.replicates
+    data: DataConfig = field(default_factory=DataConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    source: str | None = None  # the YAML file it was read from
+
+    def __post_init__(self):
+        by_kind = isinstance(self.threads, dict) and all(isinstance(v, int) for v in self.threads.values())
+        if isinstance(self.threads, bool) or not (isinstance(self.threads, int) or by_kind):
+            raise ValueError(f"threads must be a number or a mapping kind -> number (got {self.threads!r})")
+
+    def threads_for(self, kind: str) -> int:
+        """Torch threads of one notebook kind."""
+        if isinstance(self.threads, dict):
+            return int(self.threads.get(kind, self.threads.get("default", 1)))
+        return int(self.threads)
+
+    def run_settings(self, kind: str) -> dict:
+        """The run settings (seed, threads, device, replicates) a notebook of ``kind`` receives."""
+        return RunSettings(self.seed, self.threads_for(kind), self.device, self.replicates).to_dict()
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles shipped with the package."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yml"))
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a shipped profile name, or the given path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yml", ".yaml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"profile file {path} does not exist")
+        return path
+    candidate = PROFILE_DIR / f"{name_or_path}.yml"
+    if not candidate.is_file():
+        raise ValueError(f"unknown profile {name_or_path!r}; shipped profiles: {available_profiles()} "
+                         "(or give a path to a .yml file)")
+    return candidate
+
+
+def read_profile_file(name_or_path: str | Path) -> dict:
+    """The profile's YAML as written (only what differs from the defaults)."""
+    return yaml.safe_load(profile_path(name_or_path).read_text()) or {}
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Read and validate a profile; raises naming the first bad entry."""
+    path = profile_path(name_or_path)
+    values = read_profile_file(path)
+    if "name" not in values:
+        raise ValueError(f"profile {path} lacks a name")
+    return Profile.from_dict(values | {"source": str(path)}, "profile")

@@ -1,0 +1,162 @@
+"""One notebook run from start to finish: what every run notebook calls first and last.
+
+:func:`start_run` reads the notebook's parameters, fixes threads, seeds and device, prepares the
+data and shows the synthetic-data banner; :meth:`Run.finish` saves the model and the test scores,
+checks that the saved file reloads, counts the model's cost and writes the typed record. In
+between, :meth:`Run.timed` keeps a breakdown of where the time goes.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import torch
+
+from ..compression.distillation import DistillationConfig
+from ..compression.registry import PruningConfig
+from ..compression.unstructured import is_pruned, make_permanent
+from ..core.environment import seed_everything, select_device, set_threads
+from ..core.paths import resolve
+from ..data.images import iterate_images
+from ..data.prepare import StudyData, prepare_data
+from ..deployment.latency import LatencyConfig
+from ..models.counting import model_cost, parameter_counts
+from ..models.files import load_model, save_model, verify_reload
+from ..models.networks import deployed_network
+from ..report.records import Record, write_record
+from ..report.tables import synthetic_banner
+from ..training.loop import TrainResult
+from ..training.recipes import BaseConfig
+from ..verification.scoring import Evaluation, save_scores
+from .profiles import RunSettings
+
+# The parameters of each run notebook besides the run settings (``RUN_PARAMETERS``), and the
+# settings section each ``<name> = {...}`` parameter is read into.
+PARAMETERS = {
+    "data": ("data", "base"),
+    "base": ("data", "base"),
+    "prune": ("data", "base_dir", "method", "compression", "pruning"),
+    "distill": ("data", "teacher_dir", "student", "loss", "distillation"),
+    "latency": ("runs", "results_dir", "latency", "device_csv_dir"),
+}
+RUN_PARAMETERS = ("seed", "threads", "device", "replicates", "run_dir")
+SECTIONS = {"base": BaseConfig, "pruning": PruningConfig, "distillation": DistillationConfig,
+            "latency": LatencyConfig}
+
+
+@dataclass
+class Run:
+    """A notebook run in progress: its parameters, settings sections (those it takes), device, data and timings."""
+
+    kind: str
+    params: dict
+    run_dir: Path
+    settings: RunSettings
+    device: torch.device
+    base: BaseConfig | None = None
+    pruning: PruningConfig | None = None
+    distillation: DistillationConfig | None = None
+    latency: LatencyConfig | None = None
+    data: StudyData | None = None
+    timings: dict = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Add the block's wall time to ``timings[phase]`` (seconds)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the run's data are the generated default."""
+        return bool(self.data is not None and self.data.synthetic)
+
+    def load_model(self, run_dir: str | Path):
+        """A saved model (e.g. the base) on this run's device, in eval mode."""
+        return load_model(resolve(run_dir), device=self.device)
+
+    def test_images(self, count: int = 16) -> torch.Tensor:
+        """The first ``count`` test images as one batch on the run's device (for reload checks)."""
+        frame = self.data.split.test.head(count)
+        return next(iterate_images(self.data.store, frame, count)).to(self.device)
+
+    def finish(self, model, evaluation: Evaluation, result: TrainResult, *, family: str,
+               reference_params: int | None = None, cost: dict | None = None, resized: bool = False,
+               sparse: bool = False, gzip_size: bool = False, extra_metrics: dict | None = None,
+               details: dict | None = None, **identity) -> Record:
+        """Save model and scores, check the reload, count the cost, and write the run's record.
+
+        Pruning masks are folded into the weights first (``model`` changes in place). ``identity`` holds the record's typed fields (``backbone``, ``method``,
+        ``requested_compression``, ``student``, ``kd_loss``). ``cost`` defaults to the cost of the
+        deployed network now; ``reference_params`` (the base's parameters) gives the achieved
+        compression (1 for the base itself).
+        """
+        if is_pruned(model):
+            make_permanent(model)
+        with self.timed("save"):
+            files = save_model(model, self.run_dir, resized=resized, sparse=sparse, gzip_size=gzip_size,
+                               identities=self.data.split.identity_hash)
+            reload = verify_reload(model, self.run_dir, self.test_images())
+            save_scores(evaluation, self.run_dir)
+        cost = cost or model_cost(deployed_network(model), self.data.image_size)
+        reference = reference_params or cost["params"]
+        return self.write_record(
+            family=family, achieved_compression=reference / cost["nonzero_params"],
+            training_images=int(result.history["images"].sum()) if len(result.history) else 0,
+            metrics=evaluation.report | (extra_metrics or {}), model=cost | files | {"reference_params": reference},
+            details={"history": result.history.to_dict("records"), "reload": reload,
+                     "subsets": evaluation.subsets.to_dict("records"),
+                     "split": self.data.split.sizes().to_dict("records")} | (details or {}), **identity)
+
+    def write_record(self, synthetic: bool | None = None, **fields) -> Record:
+        """Write this run's :class:`Record` (its kind, parameters, seed and timings, plus ``fields``); return it."""
+        record = Record(kind=self.kind, params=self.params, seed=self.settings.seed, timings=self.timings,
+                        synthetic=self.synthetic if synthetic is None else synthetic, **fields)
+        write_record(self.run_dir, record)
+        return record
+
+
+def _startup_seconds() -> float:
+    """Seconds since this process (the notebook's kernel) started: kernel start and imports."""
+    return time.time() - psutil.Process().create_time()
+
+
+def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
+    """Begin a run notebook: read its parameters from ``namespace`` (the notebook's ``globals()``).
+
+    Fixes threads, seeds everything and picks the device (in that order), reads each settings
+    section, prepares the data (unless ``prepare`` is false) and displays the synthetic-data banner.
+    """
+    if kind not in PARAMETERS:
+        raise ValueError(f"unknown run kind {kind!r}; expected one of {list(PARAMETERS)}")
+    names = PARAMETERS[kind] + RUN_PARAMETERS
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        raise NameError(f"the {kind} notebook's parameters cell lacks {missing}")
+    params = {name: namespace[name] for name in names}
+    settings = RunSettings.from_dict({k: params[k] for k in ("seed", "threads", "device", "replicates")
+                                      if params[k] is not None}, "run settings")
+    timings = {"startup": _startup_seconds()}
+    set_threads(settings.threads)
+    seed_everything(settings.seed)
+    device = select_device(settings.device)
+    sections = {name: cls.from_dict(params[name], name) for name, cls in SECTIONS.items() if name in params}
+    run = Run(kind, params, resolve(params["run_dir"]), settings, device, **sections, timings=timings)
+    if prepare and "data" in params:
+        with run.timed("data"):
+            run.data = prepare_data(params["data"])
+        from IPython.display import display
+
+        display(synthetic_banner(run.synthetic))
+    return run
+
+
+def reference_params(run_dir: str | Path) -> int:
+    """Parameters of the deployed network of the model saved in ``run_dir`` (the base of a compression ratio)."""
+    return parameter_counts(load_model(resolve(run_dir)))["total"]

@@ -1,0 +1,1 @@
+"""Training: the loop (in pieces), data-parallel helpers, and the study's training recipes."""

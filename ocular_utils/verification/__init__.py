@@ -1,0 +1,1 @@
+"""Verification: scores of trials (cosine similarity of embeddings) and the metrics on them."""
