@@ -9,17 +9,22 @@ training throughput of ResNet50 and MobileNetV2 at the study's and the paper's i
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from ocular_utils import costs, experiments, pipeline, pruning
-from ocular_utils.models import build_model, deployed_network
-from ocular_utils.runtime import describe_machine
-from ocular_utils.training import training_throughput
+from ocular_utils.compression.distillation import DistillationConfig, train_student
+from ocular_utils.compression.registry import METHODS, PruningConfig, compress_model
+from ocular_utils.core.environment import describe_machine, seed_everything, select_device
+from ocular_utils.data.prepare import prepare_data
+from ocular_utils.models.counting import model_cost
+from ocular_utils.models.files import save_model
+from ocular_utils.models.networks import build_model, deployed_network
+from ocular_utils.training.loop import training_throughput
+from ocular_utils.training.recipes import BaseConfig, fine_tune, train_base_model
+from ocular_utils.verification.scoring import evaluate_on_test
 
 
 def main() -> None:
@@ -28,38 +33,38 @@ def main() -> None:
     parser.add_argument("--out", default="gpu_check.json")
     args = parser.parse_args()
     work = Path(args.work)
-    device = pipeline.setup(0, None, "auto")
+    seed_everything(0)
+    device = select_device("auto")
     report = {"machine": describe_machine(), "device": str(device)}
     print(report, flush=True)
     started = time.perf_counter()
-    data = pipeline.prepare_data({"root": str(work / "data"), "synthetic": {"subjects": 60, "seed": 0},
+    data = prepare_data({"root": str(work / "data"), "synthetic": {"subjects": 60, "seed": 0},
                                   "image_size": [48, 72], "cache_dir": str(work / "cache")})
     report["data_seconds"] = time.perf_counter() - started
-    train = {"epochs": 6, "batch_size": 64, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
-             "warmup_epochs": 0.5}
+    base_config = BaseConfig.from_dict({"train": {"epochs": 6, "batch_size": 64}})
     started = time.perf_counter()
-    base, result = experiments.train_base_model(data, work / "base", "resnet50", 128, train=train, device=device)
+    base, result = train_base_model(data, work / "base", base_config, device=device)
     report["base"] = {"seconds": time.perf_counter() - started, "images_per_second": result.images_per_second,
-                      "eer": pipeline.evaluate_model(base, data, device, replicates=50).report["eer"]}
+                      "eer": evaluate_on_test(base, data, device, replicates=50).report["eer"]}
     print("base", report["base"], flush=True)
-    finetune = {"epochs": 1, "batch_size": 64, "optimizer": "sgd", "lr": 0.001, "max_batches_per_epoch": 10}
+    pruning = PruningConfig.from_dict({"finetune": {"batch_size": 64, "max_batches_per_epoch": 10}})
     report["pruning"] = {}
-    for method in list(pruning.METHODS) + ["channel_magnitude", "channel_taylor"]:
-        model = copy.deepcopy(base)
-        model = experiments.compress_model(model, method, 8, data)
-        achieved = costs.model_cost(deployed_network(base), (48, 72))["params"] / \
-            costs.model_cost(deployed_network(model), (48, 72))["nonzero_params"]
-        experiments.fine_tune(model, data, work / f"prune-{method}", finetune, device=device, progress=False)
-        eer = pipeline.evaluate_model(model, data, device, replicates=0).report["eer"]
+    for method in METHODS:
+        model = compress_model(base, method, 8, data, pruning)
+        achieved = model_cost(deployed_network(base), (48, 72))["params"] / \
+            model_cost(deployed_network(model), (48, 72))["nonzero_params"]
+        fine_tune(model, data, work / f"prune-{method}", pruning.finetune, device=device, progress=False)
+        eer = evaluate_on_test(model, data, device, replicates=0).report["eer"]
         report["pruning"][method] = {"achieved": achieved, "eer": eer,
                                      "on_cuda": next(model.parameters()).is_cuda}
         print(method, report["pruning"][method], flush=True)
     report["distillation"] = {}
-    pipeline.save_model(base, work / "base", identities=data.split.identity_hash)
+    save_model(base, work / "base", identities=data.split.identity_hash)
+    kd = DistillationConfig.from_dict({"train": {"epochs": 2, "batch_size": 64}})
     for loss in ("none", "logit", "embedding"):
-        student, res = experiments.train_student(data, work / "base", work / f"kd-{loss}", "mobilenet_v2", loss,
-                                                 train=train | {"epochs": 2}, device=device, progress=False)
-        report["distillation"][loss] = {"eer": pipeline.evaluate_model(student, data, device, 0).report["eer"],
+        student, res = train_student(data, work / "base", work / f"kd-{loss}", "mobilenet_v2", loss, kd,
+                                     device=device, progress=False)
+        report["distillation"][loss] = {"eer": evaluate_on_test(student, data, device, 0).report["eer"],
                                         "images_per_second": res.images_per_second}
         print("kd", loss, report["distillation"][loss], flush=True)
     report["throughput"] = {}

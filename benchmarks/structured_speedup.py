@@ -17,9 +17,12 @@ from pathlib import Path
 
 import torch
 
-from ocular_utils import costs, latency, pruning, structured
-from ocular_utils.models import build_model, deployed_network
-from ocular_utils.runtime import describe_machine
+from ocular_utils.compression import channels as structured
+from ocular_utils.compression import unstructured as pruning
+from ocular_utils.core.environment import describe_machine
+from ocular_utils.deployment import latency
+from ocular_utils.models import counting as costs
+from ocular_utils.models.networks import build_model, deployed_network
 
 
 def main() -> None:

@@ -1,15 +1,17 @@
 """Latency harness (fake clock, threads restored), cost counts, and export round trips."""
 import itertools
+import os
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from ocular_utils.compression.unstructured import prune
+from ocular_utils.core.environment import thread_count
 from ocular_utils.deployment import export, latency
 from ocular_utils.models import counting as costs
 from ocular_utils.models.networks import build_model, deployed_network
-from ocular_utils.compression.unstructured import prune
-from ocular_utils.core.environment import thread_count
 
 
 def test_statistics_on_a_fake_clock():
@@ -107,7 +109,8 @@ def test_executorch_round_trip(small_embedder, tmp_path):
     path = export.export_executorch(small_embedder, tmp_path / "m.pte", (32, 48))
     assert export.verify_executorch(small_embedder, path, (32, 48)) < export.ATOL
     timing = latency.time_executorch(path, (32, 48), threads=1, repeats=3, warmup=1)
-    assert timing.median_ms > 0
+    assert timing.repeats == 3 and timing.warmup == 1
+    assert timing.min_ms <= timing.median_ms <= timing.p90_ms and timing.min_ms <= timing.mean_ms
 
 
 def test_mismatch_is_an_error():
@@ -126,7 +129,23 @@ def test_coreml_export(small_embedder, tmp_path):
 def test_benchmark_rows(small_embedder, tmp_path):
     table = latency.benchmark_network("tiny", small_embedder, (32, 48), tmp_path, ["eager", "onnxruntime"], 1,
                                       repeats=3, warmup=1)
-    assert list(table["runtime"]) == ["eager", "onnxruntime"]
-    assert (table["median_ms"] > 0).all() and table.loc[1, "file_bytes"] > 0
+    assert list(table["runtime"]) == ["eager", "onnxruntime"] and list(table["repeats"]) == [3, 3]
+    assert (table["min_ms"] <= table["median_ms"]).all() and (table["median_ms"] <= table["p90_ms"]).all()
+    onnx_file = tmp_path / "tiny-32x48.onnx"
+    assert table.loc[1, "file_bytes"] == onnx_file.stat().st_size and pd.isna(table.loc[0, "file_bytes"])
+    assert table.loc[0, "max_abs_diff"] == 0 and table.loc[1, "max_abs_diff"] < export.ATOL
     with pytest.raises(ValueError, match="unknown runtimes"):
         latency.benchmark_network("tiny", small_embedder, (32, 48), tmp_path, ["tflite"])
+
+
+def test_environment_variable_is_restored():
+    from ocular_utils.core.environment import environment_variable
+
+    os.environ.pop("OCULAR_TEST_VARIABLE", None)
+    with environment_variable("OCULAR_TEST_VARIABLE", "1"):
+        assert os.environ["OCULAR_TEST_VARIABLE"] == "1"
+    assert "OCULAR_TEST_VARIABLE" not in os.environ
+    os.environ["OCULAR_TEST_VARIABLE"] = "before"
+    with pytest.raises(RuntimeError), environment_variable("OCULAR_TEST_VARIABLE", "during"):
+        raise RuntimeError("a failing conversion")
+    assert os.environ.pop("OCULAR_TEST_VARIABLE") == "before"

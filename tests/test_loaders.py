@@ -8,8 +8,8 @@ from PIL import Image
 
 from ocular_utils.data import DatasetError, detect_layout, load_dataset
 from ocular_utils.data.images import CorruptImageError, build_image_store
-from ocular_utils.data.protocols import IdentityOverlapError, make_split
 from ocular_utils.data.prepare import prepare_data
+from ocular_utils.data.protocols import IdentityOverlapError, make_split
 
 from .fixtures import make_ufpr
 

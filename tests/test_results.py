@@ -4,12 +4,12 @@ import json
 import pandas as pd
 import pytest
 
-from ocular_utils.report import records as results
-from ocular_utils.deployment.devices import COLUMNS, load_device_measurements
 from ocular_utils.core.atomic import atomic_write_json
+from ocular_utils.core.paths import project_root
+from ocular_utils.deployment.devices import COLUMNS, load_device_measurements
+from ocular_utils.report import records as results
 from ocular_utils.runner.plan import Planner
 from ocular_utils.runner.profiles import available_profiles, load_profile
-from ocular_utils.core.paths import project_root
 
 
 def test_run_key_is_stable_and_sensitive():
@@ -65,7 +65,8 @@ def test_shipped_profiles_load_and_plan():
 
 def test_bad_profiles_are_named(tmp_path):
     text = (project_root() / "ocular_utils/profiles/smoke.yml").read_text()
-    for old, new, message in [("methods: [layer_weight", "methods: [magnitude", "unknown compression method 'magnitude'"),
+    for old, new, message in [("methods: [layer_weight", "methods: [magnitude",
+                               "unknown compression method 'magnitude'"),
                               ("compressions: [4]", "compressions: [0.5]", "not a ratio"),
                               ("train: {epochs: 1, batch_size: 16,", "train: {epoch: 1, batch_size: 16,",
                                r"profile.base.train has unknown keys \['epoch'\]; known: \['augment'"),

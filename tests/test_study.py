@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ocular_utils.core.paths import project_root
 from ocular_utils.runner.plan import Planner
 from ocular_utils.runner.profiles import load_profile
-from ocular_utils.core.paths import project_root
 
 ROOT = project_root()
 STUDY = [sys.executable, "-m", "ocular_utils"]

@@ -38,7 +38,7 @@ def _prune_once(model: nn.Module, method: str, ratio: float, example: torch.Tens
 def channel_prune(model: nn.Module, method: str, compression: float, example: torch.Tensor, batch=None,
                   loss_fn: Callable | None = None, round_to: int | None = None, tolerance: float = 0.02,
                   max_iterations: int = 12) -> nn.Module:
-    """Return a channel-pruned copy of ``model`` (left unchanged) whose deployed network has ~``1/compression`` of the parameters.
+    """A channel-pruned copy of ``model`` (left unchanged): its deployed network keeps ~``1/compression``.
 
     The uniform channel ratio is found by bisection (parameters fall roughly as ``(1 - p)^2``);
     the result is within ``tolerance`` (relative) of the requested compression when channel

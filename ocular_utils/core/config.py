@@ -25,7 +25,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls: type[T], values: dict | None, where: str | None = None) -> T:
-        """Build from a dict: unknown keys are an error naming the known ones; nested sections merge into their defaults."""
+        """Build from a dict: unknown keys are an error naming the known ones; nested sections merge into defaults."""
         values = dict(values or {})
         where = where or cls.__name__
         known = {f.name: f for f in dataclasses.fields(cls)}

@@ -5,9 +5,22 @@ import contextlib
 import os
 import platform
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .config import Settings
+
+
+@dataclass
+class RunSettings(Settings):
+    """What every training and evaluation run takes besides its sections: seed, threads, device, intervals."""
+
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    device: str = "auto"  # auto = CUDA, then MPS, then CPU
+    replicates: int = 200  # bootstrap replicates over test subjects
 
 
 def select_device(preferred: str | None = "auto") -> torch.device:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import DataConfig
 from .generic import load_generic
 from .schema import DatasetError, OcularDataset
 from .ufpr import load_ufpr
@@ -34,7 +35,7 @@ def detect_layout(root: str | Path) -> str:
     raise DatasetError(f"{root} matches none of the supported layouts. Expected one of: {EXPECTED}")
 
 
-def load_dataset(root: str | Path, layout: str = "auto") -> OcularDataset:
+def load_dataset(root: str | Path, layout: str = DataConfig.layout) -> OcularDataset:
     """Index the dataset at ``root`` (layout ``auto``, ``visob``, ``ufpr`` or ``generic``)."""
     if layout == "auto":
         layout = detect_layout(root)

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..core.atomic import atomic_write_json
+from .config import DataConfig
 from .schema import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -92,7 +93,7 @@ def _cache_key(paths: list[str], size: tuple[int, int]) -> str:
 
 
 def build_image_store(frame: pd.DataFrame, size: tuple[int, int], cache_dir: str | Path | None = None,
-                      workers: int = 0, on_corrupt: str = "error", chunk: int = 256) -> ImageStore:
+                      workers: int = 0, on_corrupt: str = DataConfig.on_corrupt, chunk: int = 256) -> ImageStore:
     """Decode every image of ``frame`` once, resized to ``size`` = (height, width).
 
     ``workers`` > 1 decodes in worker processes (0 = one per CPU, at most 8). With ``cache_dir`` the
@@ -261,7 +262,7 @@ def iterate_images(store: ImageStore, frame: pd.DataFrame, batch_size: int = 256
         yield to_tensor(store.pixels[np.sort(rows)][np.argsort(np.argsort(rows))], flip[start:start + batch_size])
 
 
-def loader_throughput(store: ImageStore, frame: pd.DataFrame, batch_size: int = 32, batches: int = 20,
+def loader_throughput(store: ImageStore, frame: pd.DataFrame, batch_size: int, batches: int = 20,
                       augment_images: bool = True) -> float:
     """Training batches per second x batch size: images/s the loader delivers (decoding already done)."""
     loader = BatchLoader(store, frame, batch_size, augment_images=augment_images, max_batches=batches)

@@ -1,7 +1,7 @@
 """The data a run uses, from its settings: generate (synthetic), index, decode, split, build trials.
 
-One :class:`DataConfig` (the profile's ``data`` section, a papermill parameter as a dict)
-describes the data set, protocol and image size; :func:`prepare_data` turns it into a
+One :class:`~ocular_utils.data.config.DataConfig` (the profile's ``data`` section, a papermill
+parameter as a dict) describes the data set, protocol and image size; :func:`prepare_data` turns it into a
 :class:`StudyData`: the split, the decoded images and the test trials.
 """
 from __future__ import annotations
@@ -12,41 +12,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..core.config import Settings
 from ..core.paths import resolve
 from . import load_dataset
+from .config import DataConfig
 from .images import BatchLoader, ImageStore, build_image_store
 from .protocols import Split, build_trials, make_split
 from .schema import OcularDataset
 from .synthetic import SyntheticConfig, generate_visob_like
-
-
-@dataclass
-class DataConfig(Settings):
-    """The ``data`` section: where the images are, how they are split, and the network's input size."""
-
-    root: str = "data/generated/default"
-    layout: str = "auto"
-    synthetic: dict | None = None  # SyntheticConfig fields: generate the data set at ``root`` first
-    protocol: str = "subject"
-    fold: int = 1
-    seed: int = 0
-    test_fraction: float = 0.4
-    val_fraction: float = 0.15
-    eyes: str = "separate"
-    min_images: int = 2
-    image_size: list = field(default_factory=lambda: [32, 48])
-    cache_dir: str | None = None
-    on_corrupt: str = "error"
-    workers: int = 0
-    max_impostors: int | None = 500_000
-    validation_max_impostors: int = 200_000
-
-    def __post_init__(self):
-        if self.synthetic is not None:
-            SyntheticConfig(**self.synthetic)  # unknown or bad generator settings fail here, by name
-        if len(self.image_size) != 2 or min(self.image_size) < 16:
-            raise ValueError(f"data.image_size must be [height, width], each at least 16 (got {self.image_size})")
 
 
 @dataclass

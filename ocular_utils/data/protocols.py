@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .config import DataConfig
 from .schema import DatasetError, OcularDataset
 from .ufpr import PROTOCOLS as UFPR_PROTOCOLS
 
@@ -102,8 +103,9 @@ def _label(train: pd.DataFrame) -> pd.DataFrame:
     return train
 
 
-def subject_split(dataset: OcularDataset, seed: int = 0, test_fraction: float = 0.4, val_fraction: float = 0.15,
-                  eyes: str = "separate", min_images: int = 2) -> Split:
+def subject_split(dataset: OcularDataset, seed: int = 0, test_fraction: float = DataConfig.test_fraction,
+                  val_fraction: float = DataConfig.val_fraction, eyes: str = DataConfig.eyes,
+                  min_images: int = DataConfig.min_images) -> Split:
     """A seeded subject-independent split: disjoint train / validation / test subjects."""
     if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or test_fraction + val_fraction >= 1:
         raise ValueError("fractions must satisfy 0 < test, 0 <= val, test + val < 1 "
@@ -141,7 +143,7 @@ def subject_split(dataset: OcularDataset, seed: int = 0, test_fraction: float = 
                  excluded=pd.DataFrame(excluded, columns=["identity", "images", "reason"]))
 
 
-def ufpr_split(dataset: OcularDataset, protocol: str, fold: int, eyes: str = "separate",
+def ufpr_split(dataset: OcularDataset, protocol: str, fold: int, eyes: str = DataConfig.eyes,
                allow_overlap: bool = False) -> Split:
     """The official UFPR-Periocular split and test pairs of ``protocol`` / ``fold``."""
     if protocol not in UFPR_PROTOCOLS:
@@ -178,9 +180,10 @@ def ufpr_split(dataset: OcularDataset, protocol: str, fold: int, eyes: str = "se
                  val=parts["val"].drop(columns="file"), test=test.drop(columns="file"), pairs=pairs, notes=notes)
 
 
-def make_split(dataset: OcularDataset, protocol: str = "subject", fold: int = 1, seed: int = 0,
-               test_fraction: float = 0.4, val_fraction: float = 0.15, eyes: str = "separate",
-               min_images: int = 2, allow_overlap: bool = False) -> Split:
+def make_split(dataset: OcularDataset, protocol: str = DataConfig.protocol, fold: int = 1, seed: int = 0,
+               test_fraction: float = DataConfig.test_fraction, val_fraction: float = DataConfig.val_fraction,
+               eyes: str = DataConfig.eyes, min_images: int = DataConfig.min_images,
+               allow_overlap: bool = False) -> Split:
     """Split ``dataset`` by ``protocol``: ``subject`` (seeded) or a UFPR official protocol name."""
     if protocol == "subject":
         return subject_split(dataset, seed=seed, test_fraction=test_fraction, val_fraction=val_fraction,
@@ -199,8 +202,8 @@ def make_split(dataset: OcularDataset, protocol: str = "subject", fold: int = 1,
     raise ValueError(f"unknown protocol {protocol!r}; expected 'subject' or one of {UFPR_PROTOCOLS}")
 
 
-def build_trials(test: pd.DataFrame, pairs: pd.DataFrame | None = None, eyes: str = "separate",
-                 max_impostors: int | None = 500_000, seed: int = 0) -> pd.DataFrame:
+def build_trials(test: pd.DataFrame, pairs: pd.DataFrame | None = None, eyes: str = DataConfig.eyes,
+                 max_impostors: int | None = DataConfig.max_impostors, seed: int = 0) -> pd.DataFrame:
     """Verification trials over the test images (row positions of ``test``).
 
     Official ``pairs`` are used as given. Otherwise enrolment images are those of each identity's

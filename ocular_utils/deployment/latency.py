@@ -65,7 +65,8 @@ class Timing:
 
 
 def time_callable(fn: Callable[[], object], warmup: int = LatencyConfig.warmup, repeats: int = LatencyConfig.repeats,
-                  min_seconds: float = 0.0, max_seconds: float = LatencyConfig.max_seconds, clock: Callable[[], float] = time.perf_counter) -> Timing:
+                  min_seconds: float = 0.0, max_seconds: float = LatencyConfig.max_seconds,
+                  clock: Callable[[], float] = time.perf_counter) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then at least ``repeats`` timed calls and ``min_seconds``.
 
     Stops early (after at least 3 timed calls) once ``max_seconds`` of timed calls have passed.
@@ -94,7 +95,8 @@ def _input(input_size: tuple[int, int]) -> torch.Tensor:
     return torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
 
 
-def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = LatencyConfig.threads, **timing) -> Timing:
+def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = LatencyConfig.threads,
+               **timing) -> Timing:
     """Eager PyTorch, eval mode, inference mode, ``threads`` intra-op threads."""
     network = network.eval().cpu()
     x = _input(input_size)
@@ -109,7 +111,8 @@ def time_onnx(path: str | Path, input_size: tuple[int, int], threads: int = Late
     return time_callable(lambda: session.run(None, feed), **timing)
 
 
-def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int = LatencyConfig.threads, **timing) -> Timing:
+def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int = LatencyConfig.threads,
+                    **timing) -> Timing:
     """ExecuTorch with the XNNPACK delegate and a ``threads``-sized thread pool (restored afterwards).
 
     The pool is resized before the program is loaded and restored after it is released: XNNPACK
@@ -198,7 +201,7 @@ def benchmark_runs(models: pd.DataFrame, input_sizes, runtimes, export_dir: str 
 
 
 def ratios_to(table: pd.DataFrame, reference_run: str, value: str = "median_ms") -> pd.DataFrame:
-    """Each model's latency divided by the reference run's (``run`` names), per runtime and input size (speed-up = 1 / ratio)."""
+    """Each model's latency over the reference run's (``run`` names), per runtime and input; speed-up = 1 / ratio."""
     keys = ["runtime", "input", "threads"]
     if not (table["run"] == reference_run).any():
         raise ValueError(f"reference model {reference_run!r} is not in the latency table")

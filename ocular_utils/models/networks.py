@@ -8,11 +8,14 @@ identities.
 from __future__ import annotations
 
 import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
+
+from ..core.config import Settings
 
 # Backbones the study uses by name, and the attribute that holds each one's ImageNet classifier.
 CLASSIFIER_ATTRIBUTE = {
@@ -28,6 +31,22 @@ CLASSIFIER_ATTRIBUTE = {
     "densenet121": "classifier",
 }
 HEADS = ("linear", "cosine")
+
+
+@dataclass
+class ModelConfig(Settings):
+    """A verifier's architecture: backbone, embedding width, head, initialization (the ``base`` section's model)."""
+
+    backbone: str = "resnet50"
+    embedding_dim: int = 128
+    head: str = "linear"
+    pretrained: str | None = None  # "imagenet" or a weights file; None trains from scratch
+
+    def __post_init__(self):
+        if self.backbone not in CLASSIFIER_ATTRIBUTE:
+            raise ValueError(f"base.backbone {self.backbone!r} is not one of {sorted(CLASSIFIER_ATTRIBUTE)}")
+        if self.head not in HEADS:
+            raise ValueError(f"base.head {self.head!r} is not one of {HEADS}")
 
 
 class CosineHead(nn.Module):
@@ -49,7 +68,7 @@ class OcularNet(nn.Module):
     """Backbone -> embedding (Linear + BatchNorm1d) -> training-only identity head."""
 
     def __init__(self, backbone: nn.Module, feature_dim: int, embedding_dim: int, num_classes: int,
-                 head: str = "linear", backbone_name: str = "custom"):
+                 head: str = ModelConfig.head, backbone_name: str = "custom"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
@@ -137,8 +156,9 @@ def load_imagenet_weights(backbone: nn.Module, name: str, pretrained: str) -> No
         raise RuntimeError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-def build_model(backbone: str = "resnet50", num_classes: int = 2, embedding_dim: int = 128,
-                head: str = "linear", pretrained: str | None = None) -> OcularNet:
+def build_model(backbone: str = ModelConfig.backbone, num_classes: int = 2,
+                embedding_dim: int = ModelConfig.embedding_dim, head: str = ModelConfig.head,
+                pretrained: str | None = None) -> OcularNet:
     """Build an :class:`OcularNet` from a torchvision backbone name (optionally ImageNet-initialized)."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2 (got {num_classes})")

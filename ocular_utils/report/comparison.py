@@ -139,7 +139,7 @@ def best_setting_text(unstructured: pd.DataFrame) -> str:
 
 
 def teacher_effect(students: pd.DataFrame) -> pd.DataFrame:
-    """Per student, the EER change from the no-teacher control to each distillation loss, and whether intervals separate."""
+    """Per student, the EER change from the no-teacher control to each KD loss, and whether the intervals separate."""
     rows = []
     for name, group in students.groupby("student"):
         control = group[group["loss"] == "none"]

@@ -24,7 +24,8 @@ def gather(runs: list[str | Path] | str | Path | None, results_dir: str | Path |
     if runs:
         frames = [load_records(run) for run in ([runs] if isinstance(runs, (str, Path)) else runs)]
         frames = [f for f in frames if len(f)]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TYPED_COLUMNS + ["run_dir", "run"])
+        empty = pd.DataFrame(columns=TYPED_COLUMNS + ["run_dir", "run"])
+        return pd.concat(frames, ignore_index=True) if frames else empty
     if results_dir is None:
         raise ValueError("give the run folders (runs=[...]) or a results_dir to read records from")
     return load_records(results_dir)
@@ -66,8 +67,8 @@ def compression_table(records: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame()
     out = pd.DataFrame({"method": runs["method"], "requested": runs["requested_compression"].astype(float),
-                        "eer_before_finetune": runs["metrics.before.eer"],
-                        "finetune_seconds": runs["timings.finetune"], **_model_columns(runs)})
+                        "eer_before_finetune": _column(runs, "metrics.before.eer"),
+                        "finetune_seconds": _column(runs, "timings.finetune"), **_model_columns(runs)})
     return out.sort_values(["family", "method", "requested"]).reset_index(drop=True)
 
 
@@ -76,7 +77,8 @@ def distillation_table(records: pd.DataFrame) -> pd.DataFrame:
     runs = records[records["kind"] == "distill"]
     if runs.empty:
         return pd.DataFrame()
-    out = pd.DataFrame({"student": runs["student"], "loss": runs["kd_loss"], "train_seconds": runs["timings.train"],
+    out = pd.DataFrame({"student": runs["student"], "loss": runs["kd_loss"],
+                        "train_seconds": _column(runs, "timings.train"),
                         **_model_columns(runs)})
     return out.sort_values(["student", "loss"]).reset_index(drop=True)
 
@@ -208,7 +210,8 @@ def dataset_card(summary: dict) -> pd.DataFrame:
 
 def trials_summary(trials: pd.DataFrame, split) -> pd.DataFrame:
     """Genuine and impostor trial counts of the test protocol."""
-    return pd.Series({"genuine trials": int(trials["genuine"].sum()), "impostor trials": int((~trials["genuine"]).sum()),
+    genuine = trials["genuine"]
+    return pd.Series({"genuine trials": int(genuine.sum()), "impostor trials": int((~genuine).sum()),
                       "eyes": split.eyes, "protocol": split.protocol}, name="test trials").to_frame()
 
 

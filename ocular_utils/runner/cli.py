@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from ..core.paths import project_root
 from ..training import distributed
 from . import book, scheduler
@@ -93,7 +95,10 @@ def command_status(args) -> int:
 
 
 def command_profiles(args) -> int:
-    """List the shipped profiles."""
+    """List the shipped profiles, or print one resolved profile (every default filled in) as YAML."""
+    if args.show:
+        print(yaml.safe_dump(load_profile(args.show).to_dict(), sort_keys=False), end="")
+        return 0
     for name in available_profiles():
         print(f"{name:10s} {load_profile(name).description}")
     return 0
@@ -102,10 +107,9 @@ def command_profiles(args) -> int:
 def command_train(args) -> int:
     """Train the base model (or a student) of a profile in its run folder; DDP-aware under torchrun."""
     from ..compression.distillation import DistillationConfig, train_student
-    from ..core.environment import seed_everything, select_device, set_threads
+    from ..core.environment import RunSettings, seed_everything, select_device, set_threads
     from ..data.prepare import prepare_data
     from ..training.recipes import BaseConfig, train_base_model
-    from .profiles import RunSettings
 
     profile, units, root = plan(args.profile, args.results, args.threads)
     name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
@@ -167,7 +171,8 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list a profile's units and which are complete")
     common(st)
     st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False)
-    pr = sub.add_parser("profiles", help="list the shipped profiles")
+    pr = sub.add_parser("profiles", help="list the shipped profiles, or show one with every default filled in")
+    pr.add_argument("--show", metavar="PROFILE", default=None, help="profile name or .yml path to print resolved")
     pr.set_defaults(func=command_profiles)
     tr = sub.add_parser("train", help="train the base model or a student (use under torchrun for DDP)")
     common(tr)

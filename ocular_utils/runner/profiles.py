@@ -18,22 +18,13 @@ import yaml
 from ..compression.distillation import DistillationConfig
 from ..compression.registry import PruningConfig
 from ..core.config import Settings
+from ..core.environment import RunSettings
 from ..core.paths import PACKAGE_DIR
 from ..data.prepare import DataConfig
 from ..deployment.latency import LatencyConfig
 from ..training.recipes import BaseConfig
 
 PROFILE_DIR = PACKAGE_DIR / "profiles"
-
-
-@dataclass
-class RunSettings(Settings):
-    """What every training and evaluation run takes besides its sections: seed, threads, device, intervals."""
-
-    seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None leaves torch's default
-    device: str = "auto"  # auto = CUDA, then MPS, then CPU
-    replicates: int = 200  # bootstrap replicates over test subjects
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 from ..compression.distillation import DistillationConfig
 from ..compression.registry import PruningConfig
 from ..compression.unstructured import is_pruned, make_permanent
-from ..core.environment import seed_everything, select_device, set_threads
+from ..core.environment import RunSettings, seed_everything, select_device, set_threads
 from ..core.paths import resolve
 from ..data.images import iterate_images
 from ..data.prepare import StudyData, prepare_data
@@ -31,7 +31,6 @@ from ..report.tables import synthetic_banner
 from ..training.loop import TrainResult
 from ..training.recipes import BaseConfig
 from ..verification.scoring import Evaluation, save_scores
-from .profiles import RunSettings
 
 # The parameters of each run notebook besides the run settings (``RUN_PARAMETERS``), and the
 # settings section each ``<name> = {...}`` parameter is read into.
@@ -92,7 +91,8 @@ class Run:
                details: dict | None = None, **identity) -> Record:
         """Save model and scores, check the reload, count the cost, and write the run's record.
 
-        Pruning masks are folded into the weights first (``model`` changes in place). ``identity`` holds the record's typed fields (``backbone``, ``method``,
+        Pruning masks are folded into the weights first (``model`` changes in place). ``identity`` holds
+        the record's typed fields (``backbone``, ``method``,
         ``requested_compression``, ``student``, ``kd_loss``). ``cost`` defaults to the cost of the
         deployed network now; ``reference_params`` (the base's parameters) gives the achieved
         compression (1 for the base itself).

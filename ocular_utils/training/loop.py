@@ -263,7 +263,8 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
                        time.perf_counter() - started)
 
 
-def training_throughput(model: nn.Module, image_size: tuple[int, int], num_classes: int, batch_size: int = 32,
+def training_throughput(model: nn.Module, image_size: tuple[int, int], num_classes: int,
+                        batch_size: int = TrainConfig.batch_size,
                         steps: int = 5, device: torch.device | str = "cpu") -> float:
     """Images/s of forward + backward + SGD step on random batches (after one warm-up step), on a copy of ``model``."""
     if steps < 1:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.config import Settings
-from ..models.networks import CLASSIFIER_ATTRIBUTE, HEADS, OcularNet, build_model
+from ..models.networks import ModelConfig, OcularNet, build_model
 from .loop import TrainConfig, TrainResult, fit
 
 
@@ -22,20 +21,10 @@ def _default_base_training() -> TrainConfig:
 
 
 @dataclass
-class BaseConfig(Settings):
-    """The ``base`` section: the uncompressed verifier and how it is trained."""
+class BaseConfig(ModelConfig):
+    """The ``base`` section: the uncompressed verifier (:class:`ModelConfig`) and how it is trained."""
 
-    backbone: str = "resnet50"
-    embedding_dim: int = 128
-    head: str = "linear"
-    pretrained: str | None = None  # "imagenet" or a weights file; None trains from scratch
     train: TrainConfig = field(default_factory=_default_base_training)
-
-    def __post_init__(self):
-        if self.backbone not in CLASSIFIER_ATTRIBUTE:
-            raise ValueError(f"base.backbone {self.backbone!r} is not one of {sorted(CLASSIFIER_ATTRIBUTE)}")
-        if self.head not in HEADS:
-            raise ValueError(f"base.head {self.head!r} is not one of {HEADS}")
 
 
 def with_seed(config: TrainConfig, seed: int) -> TrainConfig:
@@ -45,7 +34,7 @@ def with_seed(config: TrainConfig, seed: int) -> TrainConfig:
 
 def train_base_model(data, run_dir: str | Path, config: BaseConfig, device: torch.device | str = "cpu",
                      seed: int = 0, progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
-    """Train the base verifier on the training identities of ``data`` (a :class:`~ocular_utils.data.prepare.StudyData`)."""
+    """Train the base verifier on the training identities of ``data`` (a StudyData)."""
     torch.manual_seed(seed)
     model = build_model(config.backbone, data.split.num_classes, config.embedding_dim, head=config.head,
                         pretrained=config.pretrained)
@@ -56,6 +45,6 @@ def train_base_model(data, run_dir: str | Path, config: BaseConfig, device: torc
 
 def fine_tune(model: OcularNet, data, run_dir: str | Path, config: TrainConfig, device: torch.device | str = "cpu",
               seed: int = 0, progress: bool | str = True) -> TrainResult:
-    """Fine-tune a compressed model in place with the base training loop (masks stay frozen), selecting on validation."""
+    """Fine-tune a compressed model in place with the training loop (masks stay frozen), selecting on validation."""
     return fit(model, data.store, data.split.train, with_seed(config, seed), validate=data.validation(device),
                checkpoint_dir=Path(run_dir) / "checkpoints", device=device, progress=progress)

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from ..core.environment import RunSettings
+
 
 def _as_scores(values, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).ravel()
@@ -118,7 +120,8 @@ def auc(genuine, impostor) -> float:
     return float(skm.roc_auc_score(y, s))
 
 
-def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1e-3), replicates: int = 200,
+def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1e-3),
+                            replicates: int = RunSettings.replicates,
                             seed: int = 0, level: float = 0.95) -> dict:
     """Percentile confidence intervals of EER and TAR@FAR, resampling probe subjects with replacement."""
     scores = np.asarray(scores, float)
@@ -147,7 +150,8 @@ def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1
     return intervals
 
 
-def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 1e-3), replicates: int = 200,
+def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 1e-3),
+                        replicates: int = RunSettings.replicates,
                         seed: int = 0) -> dict:
     """EER, AUC and TAR@FAR of one set of trials, with subject-bootstrap intervals when ``subjects`` is given."""
     scores = np.asarray(scores, float)

@@ -13,6 +13,8 @@ import pandas as pd
 import torch
 
 from ..core.atomic import atomic_write_bytes
+from ..core.environment import RunSettings
+from ..data.config import DataConfig
 from ..data.images import ImageStore, iterate_images
 from ..data.protocols import build_trials
 from .metrics import verification_report
@@ -93,7 +95,8 @@ def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e
 
 
 def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, trials: pd.DataFrame | None = None,
-             eyes: str = "separate", device: torch.device | str = "cpu", replicates: int = 200, seed: int = 0,
+             eyes: str = DataConfig.eyes, device: torch.device | str = "cpu",
+             replicates: int = RunSettings.replicates, seed: int = 0,
              max_impostors: int | None = None) -> Evaluation:
     """Verification metrics of ``model`` on the images of ``frame`` (trials built if not given)."""
     if trials is None:
@@ -105,8 +108,8 @@ def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, tri
     return Evaluation(report, subset_table(scores, trials), scores, trials)
 
 
-def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = "separate", device="cpu",
-                      max_impostors: int | None = 200_000, seed: int = 0):
+def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = DataConfig.eyes, device="cpu",
+                      max_impostors: int | None = DataConfig.validation_max_impostors, seed: int = 0):
     """A function ``model -> {'eer': ...}`` on held-out validation identities (for checkpoint selection)."""
     trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
 

@@ -1,0 +1,118 @@
+"""Table builders, the one-call loader of the chapters, and figures without side effects, on hand-made records."""
+import matplotlib
+import pandas as pd
+import pytest
+
+from ocular_utils.report import comparison, tables
+from ocular_utils.report.records import Record, write_record
+
+
+def _metrics(eer, before=None):
+    metrics = {"eer": eer, "eer ci_low": eer - 0.01, "eer ci_high": eer + 0.01, "tar@far=0.01": 1 - eer,
+               "tar@far=0.001": 1 - 2 * eer}
+    return metrics | ({"before.eer": before} if before is not None else {})
+
+
+def _model(params, nonzero, sparse=False):
+    model = {"params": params, "nonzero_params": nonzero, "macs": 10 * params, "nonzero_macs": 10 * nonzero,
+             "deployed_dense_bytes": 4 * params}
+    return model | ({"deployed_sparse_bytes": nonzero} if sparse else {})
+
+
+@pytest.fixture()
+def results_dir(tmp_path):
+    records = {
+        "base-1": Record("base", {}, family="base", backbone="resnet50", achieved_compression=1.0, seed=0,
+                         training_images=1000, metrics=_metrics(0.05), model=_model(1000, 1000), synthetic=True),
+        "lw8-2": Record("prune", {}, family="unstructured pruning", method="layer_weight", requested_compression=8,
+                        achieved_compression=8.01, seed=0, training_images=64, metrics=_metrics(0.10, 0.4),
+                        model=_model(1000, 125, sparse=True), timings={"finetune": 3.0}, synthetic=True),
+        "lw2-3": Record("prune", {}, family="unstructured pruning", method="layer_weight", requested_compression=2,
+                        achieved_compression=2.0, seed=0, training_images=64, metrics=_metrics(0.06, 0.07),
+                        model=_model(1000, 500, sparse=True), timings={"finetune": 2.0}, synthetic=True),
+        "gg8-4": Record("prune", {}, family="unstructured pruning", method="global_gradient", requested_compression=8,
+                        achieved_compression=8.0, seed=0, training_images=64, metrics=_metrics(0.08, 0.3),
+                        model=_model(1000, 125, sparse=True), timings={"finetune": 3.5}, synthetic=True),
+        "cm8-5": Record("prune", {}, family="channel pruning", method="channel_magnitude", requested_compression=8,
+                        achieved_compression=7.9, seed=0, training_images=64, metrics=_metrics(0.2, 0.5),
+                        model=_model(127, 127), timings={"finetune": 1.0}, synthetic=True),
+        "mv-6": Record("distill", {}, family="student, no teacher", backbone="mobilenet_v2", student="mobilenet_v2",
+                       kd_loss="none", achieved_compression=8.5, seed=0, training_images=800, metrics=_metrics(0.12),
+                       model=_model(118, 118), timings={"train": 9.0}, synthetic=True),
+        "mv-7": Record("distill", {}, family="KD student", backbone="mobilenet_v2", student="mobilenet_v2",
+                       kd_loss="logit", achieved_compression=8.5, seed=0, training_images=800, metrics=_metrics(0.09),
+                       model=_model(118, 118), timings={"train": 9.5}, synthetic=True),
+    }
+    for name, record in records.items():
+        write_record(tmp_path / "runs" / name, record)
+    pd.DataFrame([{"run": "base-1", "runtime": "eager", "input": "32x48", "median_ms": 20.0, "scope": "all models"},
+                  {"run": "mv-7", "runtime": "eager", "input": "32x48", "median_ms": 4.0, "scope": "all models"},
+                  {"run": "base-1", "runtime": "eager", "input": "224x224", "median_ms": 90.0,
+                   "scope": "representative"},
+                  {"run": "base-1", "runtime": "onnxruntime", "input": "32x48", "median_ms": 3.0,
+                   "scope": "representative"}]).to_csv(tmp_path / "latency.csv", index=False)
+    return tmp_path
+
+
+def test_compression_table_is_typed_and_sorted(results_dir):
+    grid = tables.load_results(results_dir=results_dir).pruning
+    assert list(zip(grid["method"], grid["requested"])) == [
+        ("channel_magnitude", 8.0), ("global_gradient", 8.0), ("layer_weight", 2.0), ("layer_weight", 8.0)]
+    row = grid[(grid["method"] == "layer_weight") & (grid["requested"] == 8)].iloc[0]
+    assert row["label"] == "layer_weight 8x" and row["compression"] == 8.01 and row["eer_before_finetune"] == 0.4
+    assert row["stored_bytes"] == 125 and row["deployed_dense_bytes"] == 4000 and row["finetune_seconds"] == 3.0
+    channel = grid[grid["method"] == "channel_magnitude"].iloc[0]
+    assert channel["stored_bytes"] == 4 * 127, "dense models are stored dense"
+
+
+def test_student_and_model_tables(results_dir):
+    results = tables.load_results(results_dir=results_dir, latency_dir=results_dir)
+    students = results.students
+    assert list(students["loss"]) == ["logit", "none"] and list(students["label"]) == [
+        "mobilenet_v2 (logit)", "mobilenet_v2 (none)"]
+    models = results.models
+    assert len(models) == 7 and results.synthetic and results.latency_input == "32x48"
+    latency = models.set_index("run")["median_ms"]
+    assert latency["base-1"] == 20.0 and latency["mv-7"] == 4.0 and pd.isna(latency["lw8-2"])
+    assert results.base["backbone"] == "resnet50"
+    budget = tables.budget_table(models)
+    assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "max"] == 800
+    effect = comparison.teacher_effect(students)
+    assert effect.loc[0, "change (points)"] == -3.0 and bool(effect.loc[0, "intervals separate"])
+    assert "median_ms" not in tables.load_results(results_dir=results_dir).models, "no latency table, no column"
+
+
+def test_chapter_summaries(results_dir):
+    results = tables.load_results(results_dir=results_dir)
+    grid = results.pruning
+    unstructured = grid[grid["family"] == "unstructured pruning"]
+    best = tables.best_per_ratio(unstructured)
+    assert dict(best["method"]) == {2.0: "layer_weight", 8.0: "global_gradient"}
+    assert best.loc[8.0, "EER % [95% CI]"] == "8.00 [7.00, 9.00]"
+    text = comparison.best_setting_text(unstructured)
+    assert "layer_weight at 2x" in text and "reaches 10.00%" in text and "does not overlap" in text
+    shown = tables.grid_summary(grid)
+    assert shown.loc[("unstructured pruning", "layer_weight", 8.0), "stored MB"] == 0.0
+    assert tables.interval_text(results.base) == "5.00 [4.00, 6.00]"
+    summary = tables.model_summary(results.models)
+    assert summary.loc[0, "label"] == "resnet50 (base)" and summary["latency ms"].isna().all()
+
+
+def test_intervals_separate():
+    a = {"eer ci_low": 0.1, "eer ci_high": 0.2}
+    assert not tables.intervals_separate(a, {"eer ci_low": 0.2, "eer ci_high": 0.3})
+    assert tables.intervals_separate(a, {"eer ci_low": 0.21, "eer ci_high": 0.3})
+
+
+def test_importing_plots_changes_no_global_style():
+    import importlib
+    import sys
+
+    sys.modules.pop("ocular_utils.report.plots", None)
+    matplotlib.rcdefaults()
+    before = dict(matplotlib.rcParams)
+    plots = importlib.import_module("ocular_utils.report.plots")
+    assert dict(matplotlib.rcParams) == before
+    plots.apply_style()
+    assert dict(matplotlib.rcParams) != before
+    matplotlib.rcdefaults()

@@ -1,0 +1,172 @@
+"""The runner without notebooks: typed settings, the scheduler's rules, book assembly, notebook parameters."""
+import ast
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ocular_utils.core.config import Settings
+from ocular_utils.core.paths import PACKAGE_DIR, project_root
+from ocular_utils.runner import book, scheduler, session
+from ocular_utils.runner.plan import Planner, Unit
+from ocular_utils.runner.profiles import Profile, available_profiles, load_profile, read_profile_file
+
+ROOT = project_root()
+
+
+def _settings_classes():
+    from ocular_utils.core.environment import RunSettings
+    from ocular_utils.data.synthetic import SyntheticConfig
+
+    found, queue = {"SyntheticConfig": SyntheticConfig}, [Profile, RunSettings]
+    while queue:
+        cls = queue.pop()
+        found[cls.__name__] = cls
+        for field in dataclasses.fields(cls):
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            if isinstance(default, Settings) and type(default).__name__ not in found:
+                queue.append(type(default))
+    return found
+
+
+def test_sections_merge_into_their_defaults_and_reject_unknown_keys():
+    profile = Profile.from_dict({"name": "x", "pruning": {"finetune": {"epochs": 30}}, "base": {"train": {"lr": 0.1}}})
+    assert profile.pruning.finetune.epochs == 30 and profile.pruning.finetune.lr == Profile().pruning.finetune.lr
+    assert profile.base.train.lr == 0.1 and profile.base.train.epochs == Profile().base.train.epochs
+    with pytest.raises(ValueError, match=r"profile.distillation has unknown keys \['temp'\]; known: \['alpha'"):
+        Profile.from_dict({"distillation": {"temp": 2}}, "profile")
+    with pytest.raises(ValueError, match="unknown compression method 'magnitude'"):
+        Profile.from_dict({"pruning": {"methods": ["magnitude"]}})
+    assert profile.to_dict()["pruning"]["finetune"]["epochs"] == 30, "notebooks receive plain dicts"
+
+
+def test_defaults_are_written_once():
+    """Profiles write only overrides; notebooks hold no settings values; no function repeats a settings default."""
+    from ocular_utils.data.synthetic import SyntheticConfig
+
+    defaults = Profile().to_dict()
+    defaults["data"]["synthetic"] = dataclasses.asdict(SyntheticConfig())
+
+    def restated(given, default, where):
+        for key, value in given.items():
+            if isinstance(value, dict) and isinstance(default.get(key), dict):
+                yield from restated(value, default[key], f"{where}.{key}")
+            elif key in default and default[key] == value and key != "name":
+                yield f"{where}.{key} = {value!r}"
+
+    for name in available_profiles():
+        assert not list(restated(read_profile_file(name), defaults, name)), f"{name}.yml restates defaults"
+    # every literal default of a settings field, by name
+    literal = {}
+    for cls in _settings_classes().values():
+        for field in dataclasses.fields(cls):
+            if field.default is not dataclasses.MISSING and field.default not in (None, True, False, 0, 1, ""):
+                literal.setdefault(field.name, set()).add(repr(field.default))
+    repeated = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args.args[len(node.args.args) - len(node.args.defaults):] + node.args.kwonlyargs
+                values = node.args.defaults + [d for d in node.args.kw_defaults]
+                for arg, value in zip(args, values):
+                    if isinstance(value, ast.Constant) and repr(value.value) in literal.get(arg.arg, ()):
+                        repeated.append(f"{path.relative_to(PACKAGE_DIR)}:{node.name}({arg.arg}={value.value!r})")
+    assert not repeated, f"settings defaults written again as argument defaults: {repeated}"
+    for kind in session.PARAMETERS:
+        for name, value in _parameters_cell(kind).items():
+            if name in session.SECTIONS or name == "data":
+                assert value == {}, f"{kind} notebook: {name} must be {{}} (the section's defaults)"
+            if name in ("seed", "threads", "device", "replicates"):
+                assert value is None, f"{kind} notebook: {name} must be None (RunSettings' default)"
+
+
+NOTEBOOKS = {"data": "data", "base": "train_base", "prune": "prune", "distill": "distill", "latency": "latency"}
+
+
+def _parameters_cell(kind):
+    notebook = json.loads((ROOT / "notebooks" / f"{NOTEBOOKS[kind]}.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    namespace = {}
+    exec("".join(cell["source"]), namespace)
+    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+
+
+def test_notebook_parameters_match_what_the_runner_reads_and_plans():
+    units = Planner(load_profile("smoke"), ROOT).build().values()
+    for kind in session.PARAMETERS:
+        declared = set(_parameters_cell(kind))
+        assert declared == set(session.PARAMETERS[kind] + session.RUN_PARAMETERS), kind
+        for unit in (u for u in units if u.kind == kind):
+            assert set(unit.params) <= declared, f"{unit.name} passes parameters its notebook lacks"
+
+
+def _unit(name, deps=(), exclusive=False):
+    return Unit(name, "prune", Path("x.ipynb"), {}, list(deps), run_dir=Path("runs") / name, exclusive=exclusive)
+
+
+class FakeExecutor:
+    """Stands in for papermill: records start/end times, fails named units, writes no files."""
+
+    def __init__(self, fail=(), seconds=0.05):
+        self.fail, self.seconds, self.spans, self.lock = set(fail), seconds, {}, threading.Lock()
+
+    def __call__(self, unit, root, keep_checkpoints):
+        start = time.perf_counter()
+        time.sleep(self.seconds)
+        with self.lock:
+            self.spans[unit.name] = (start, time.perf_counter())
+        if unit.name in self.fail:
+            raise RuntimeError(f"{unit.name} failed on purpose")
+        return self.seconds
+
+
+def test_scheduler_orders_blocks_and_isolates(tmp_path):
+    units = {u.name: u for u in [_unit("a"), _unit("b", ["a"]), _unit("c", ["a"]), _unit("d", ["b"]),
+                                 _unit("e", ["d"]), _unit("f", ["c"]), _unit("lat", ["c"], exclusive=True),
+                                 _unit("g", ["c"])]}
+    fake = FakeExecutor(fail={"b"})
+    outcome = scheduler.run_units(units, tmp_path, jobs=3, progress=False, execute=fake)
+    assert set(outcome.failed) == {"b"} and set(outcome.blocked) == {"d", "e"}, "a failure blocks its dependants only"
+    assert set(outcome.executed) == {"a", "c", "f", "lat", "g"}
+    for unit in units.values():
+        for dep in unit.deps:
+            if unit.name in fake.spans:
+                assert fake.spans[dep][1] <= fake.spans[unit.name][0], f"{unit.name} started before {dep} ended"
+    lat_start, lat_end = fake.spans["lat"]
+    for name, (start, end) in fake.spans.items():
+        if name != "lat":
+            assert end <= lat_start or start >= lat_end, f"{name} overlapped the exclusive unit"
+    overlapping = any(fake.spans[x][0] < fake.spans[y][1] and fake.spans[y][0] < fake.spans[x][1]
+                      for x in ("b", "c") for y in ("b", "c") if x != y)
+    assert overlapping, "independent units run at the same time with jobs=3"
+
+
+def test_book_assembly_points_at_executed_notebooks_and_adds_the_appendix(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "_toc.yml").write_text((ROOT / "book" / "_toc.yml").read_text())
+    units = {}
+    chapters = [Path(c["file"]).name for part in yaml.safe_load((ROOT / "book/_toc.yml").read_text())["parts"]
+                for c in part["chapters"] if c["file"].startswith("notebooks/")]
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# One pruning run\ntext"}],
+                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    for name in chapters + ["prune-a"]:
+        unit = Unit(name, "prune" if name == "prune-a" else "chapter", Path("x.ipynb"), {}, chapter=None
+                    if name == "prune-a" else name, run_dir=Path("results") / name)
+        (tmp_path / unit.output).parent.mkdir(parents=True)
+        (tmp_path / unit.output).write_text(json.dumps(notebook))
+        units[name] = unit
+    toc_path = book.assemble(units, tmp_path, Profile(name="unit"))
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert files[:len(chapters)] == [f"book/_generated/unit/{name}" for name in chapters]
+    assert toc["parts"][-1]["caption"] == book.APPENDIX_CAPTION
+    appendix = tmp_path / toc["parts"][-1]["chapters"][0]["file"]
+    title = json.loads(appendix.with_suffix(".ipynb").read_text())["cells"][0]["source"]
+    assert title.startswith("# Run: prune-a")
+    (tmp_path / units[chapters[0]].output).unlink()
+    with pytest.raises(FileNotFoundError, match="has no executed notebook"):
+        book.assemble(units, tmp_path, Profile(name="unit"))
