@@ -1,16 +1,43 @@
 """Helpers for the reproducible study of compact CNNs for on-device ocular verification.
 
-Subpackages follow the data flow, one concern each:
+Subpackages follow the data flow, one concern each, and each module has one job:
 
-- ``core``: atomic files, the execution environment (device, seeds, threads), project paths, typed settings
-- ``data``: the synthetic default, VISOB / UFPR-Periocular / generic loaders, protocols, images, preparation
-- ``models``: verification networks, parameter and MAC counts, model files
-- ``training``: the training loop in pieces, data-parallel helpers, the base and fine-tuning recipes
-- ``compression``: the method registry, unstructured masks, channel pruning, knowledge distillation
-- ``verification``: trial scores and the metrics on them (EER, TAR@FAR, ROC/DET, bootstrap)
-- ``deployment``: exports for phone runtimes, latency, on-device measurements
-- ``report``: result records, tables, comparisons and every figure
-- ``runner``: profiles, the grid plan, the scheduler, notebook sessions, the CLI and the book
+- ``core.atomic``: atomic file writes and weights-only checkpoint loading
+- ``core.environment``: device choice, seeds, thread counts, run settings, the machine's description
+- ``core.paths``: the project folder and paths relative to it
+- ``core.config``: typed settings (strict dict -> dataclass, plain dict back)
+- ``data.synthetic``: the embedded synthetic periocular data set in VISOB's layout
+- ``data.visob``, ``data.ufpr``, ``data.generic``: loaders of the real layouts
+- ``data.schema``: the common image index and the errors bad input raises
+- ``data.protocols``: subject-independent splits and verification trials
+- ``data.images``: decoded image store, training batches, augmentation
+- ``data.config``: ``DataConfig``, the data section of a profile
+- ``data.prepare``: settings -> split, decoded images and test trials (``StudyData``)
+- ``models.networks``: backbone + embedding + training-only head; the deployed network
+- ``models.counting``: parameters, nonzeros, compression ratio, MACs
+- ``models.files``: model files (dense, sparse, resized) and the reload check
+- ``training.loop``: ``TrainConfig`` and the training loop in pieces (epoch, selection, checkpoints)
+- ``training.distributed``: data-parallel training under torchrun
+- ``training.recipes``: ``BaseConfig``; base training and fine-tuning
+- ``compression.registry``: the method registry (``METHODS``, ``register``, ``compress``), ``PruningConfig``
+- ``compression.unstructured``: ShrinkBench's five unstructured methods as torch prune masks
+- ``compression.channels``: channel pruning with Torch-Pruning
+- ``compression.distillation``: KD losses, ``DistillationConfig``, student training
+- ``verification.scoring``: embeddings, trial scores, score files
+- ``verification.metrics``: EER, TAR@FAR, ROC/DET, AUC, subject bootstrap
+- ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
+- ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
+- ``deployment.devices``: on-device latency measurements from CSV files
+- ``report.records``: the typed ``Record`` of a run, run keys, loading records
+- ``report.tables``: the chapters' tables and ``load_results``
+- ``report.comparison``: the paper's findings against ours
+- ``report.plots``: every figure of the book (style applied by ``apply_style``)
+- ``runner.profiles``: ``Profile`` and the shipped YAML profiles
+- ``runner.plan``: a profile's grid of notebook executions
+- ``runner.scheduler``: executes units with papermill, locally or on Ray
+- ``runner.session``: the start and finish of a run notebook
+- ``runner.book``: assembles and builds the Jupyter Book
+- ``runner.cli``: the ``ocular-study`` command
 
 The names below are the stable public API: they stay importable from ``ocular_utils`` wherever
 their modules live. They load on first use, so ``import ocular_utils`` is cheap.

@@ -102,9 +102,10 @@ def test_ray_engine_runs_units_on_a_local_cluster(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_data_parallel_training(tmp_path):
-    profile = (ROOT / "ocular_utils/profiles/smoke.yml").read_text().replace(
-        "train: {epochs: 1, batch_size: 16, optimizer: adamw, lr: 0.002, weight_decay: 0.05}",
-        "train: {epochs: 2, batch_size: 8, optimizer: adamw, lr: 0.002, weight_decay: 0.05}")
+    smoke = (ROOT / "ocular_utils/profiles/smoke.yml").read_text()
+    base_train = "train: {epochs: 1, batch_size: 16, warmup_epochs: 0.0}"
+    assert base_train in smoke
+    profile = smoke.replace(base_train, "train: {epochs: 2, batch_size: 8, warmup_epochs: 0.0}", 1)
     (tmp_path / "ddp.yml").write_text(profile)
     torchrun = Path(sys.executable).parent / "torchrun"
     finished = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m",
