@@ -99,3 +99,84 @@ def test_ties_take_the_lowest_threshold_despite_rounding():
 def test_bootstrap_needs_a_subject_for_every_trial():
     with pytest.raises(ValueError, match="no subject"):
         bootstrap_over_subjects([0.1, 0.9], [False, True], [None, "a"], replicates=5)
+
+
+def _paired_case(seed=0, subjects=30, per_subject=20):
+    rng = np.random.default_rng(seed)
+    subject = np.repeat(np.arange(subjects), per_subject)
+    genuine = np.tile(np.arange(per_subject) < 4, subjects)
+    a = rng.normal(0, 1, len(subject)) + 2.0 * genuine
+    b = a + rng.normal(0, 0.6, len(subject))  # a noisier copy: correlated with a, as two models on one trial list
+    return a, b, genuine, subject
+
+
+def test_paired_difference_of_identical_scores_is_exactly_zero():
+    from ocular_utils.verification.paired import paired_difference
+
+    a, _, genuine, subject = _paired_case()
+    result = paired_difference(a, a.copy(), genuine, subject, replicates=100, seed=1)
+    assert (result.difference, result.ci_low, result.ci_high, result.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_paired_difference_of_a_shifted_copy_is_the_shift():
+    from ocular_utils.verification.paired import paired_difference
+
+    a, _, genuine, subject = _paired_case()
+
+    def mean_genuine_score(scores, genuine, weights):
+        return np.average(scores[genuine], weights=weights[genuine])
+
+    result = paired_difference(a + 0.25, a, genuine, subject, metric=mean_genuine_score, replicates=200, seed=2)
+    assert result.difference == pytest.approx(0.25)
+    assert result.ci_low == pytest.approx(0.25) and result.ci_high == pytest.approx(0.25) and result.p_value == 0
+    lower_eer = paired_difference(a + 0.8 * genuine, a, genuine, subject, replicates=200, seed=2)
+    assert lower_eer.difference < 0 and lower_eer.ci_high < 0 and lower_eer.p_value < 0.05
+    with pytest.raises(ValueError, match="same trials"):
+        paired_difference(a, a[:-1], genuine, subject)
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_difference(a, a, genuine, subject, metric="frr")
+
+
+def test_paired_difference_matches_scipy_paired_bootstrap():
+    from scipy import stats
+
+    from ocular_utils.verification.metrics import ErrorCurve
+    from ocular_utils.verification.paired import paired_difference
+
+    a, b, genuine, subject = _paired_case(seed=3)
+    curves = [ErrorCurve(s[genuine], s[~genuine]) for s in (a, b)]
+    n = subject.max() + 1
+
+    def statistic(index_a, index_b):
+        assert np.array_equal(index_a, index_b), "paired resampling draws the same subjects for both models"
+        wa = np.bincount(index_a, minlength=n).astype(float)[subject]
+        wb = np.bincount(index_b, minlength=n).astype(float)[subject]
+        return curves[0].eer(wa[genuine], wa[~genuine])[0] - curves[1].eer(wb[genuine], wb[~genuine])[0]
+
+    reference = stats.bootstrap((np.arange(n), np.arange(n)), statistic, paired=True, vectorized=False,
+                                n_resamples=300, method="percentile", confidence_level=0.95,
+                                random_state=np.random.default_rng(7))
+    ours = paired_difference(a, b, genuine, subject, replicates=300, seed=7)
+    assert ours.ci_low == pytest.approx(reference.confidence_interval.low, abs=1e-12)
+    assert ours.ci_high == pytest.approx(reference.confidence_interval.high, abs=1e-12)
+    assert ours.difference == pytest.approx(curves[0].eer()[0] - curves[1].eer()[0])
+
+
+def test_holm_on_a_hand_worked_example():
+    from ocular_utils.verification.paired import holm
+
+    # sorted: 0.005 x4 = 0.02; 0.01 x3 = 0.03; 0.03 x2 = 0.06; 0.04 x1 = 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError):
+        holm([1.5])
+
+
+def test_convergence_rule():
+    from ocular_utils.verification.paired import PairedDifference, is_converged
+
+    def change(difference, low, high):
+        return PairedDifference("eer", difference, low, high, 0.5, 100, 0.95)
+
+    assert is_converged(change(0.004, -0.006, 0.014))  # moved 0.4 points, half-width 1.0
+    assert not is_converged(change(-0.02, -0.03, -0.01))  # moved 2 points, half-width 1.0
