@@ -91,11 +91,10 @@ class Run:
                details: dict | None = None, **identity) -> Record:
         """Save model and scores, check the reload, count the cost, and write the run's record.
 
-        Pruning masks are folded into the weights first (``model`` changes in place). ``identity`` holds
-        the record's typed fields (``backbone``, ``method``,
-        ``requested_compression``, ``student``, ``kd_loss``). ``cost`` defaults to the cost of the
-        deployed network now; ``reference_params`` (the base's parameters) gives the achieved
-        compression (1 for the base itself).
+        Pruning masks are folded into the weights first (``model`` changes in place). ``identity``
+        holds the record's typed fields (``backbone``, ``method``, ``requested_compression``,
+        ``student``, ``kd_loss``). ``cost`` defaults to the cost of the deployed network now;
+        ``reference_params`` (the base's parameters) gives the achieved compression (1 for the base).
         """
         if is_pruned(model):
             make_permanent(model)
