@@ -25,6 +25,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``compression.distillation``: KD losses, ``DistillationConfig``, student training
 - ``verification.scoring``: embeddings, trial scores, score files
 - ``verification.metrics``: EER, TAR@FAR, ROC/DET, AUC, subject bootstrap
+- ``verification.paired``: paired difference of two models on the same trials, Holm's correction, convergence rule
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
 - ``deployment.devices``: on-device latency measurements from CSV files
@@ -69,7 +70,7 @@ _PUBLIC = {
     # verification
     "eer": "verification.metrics", "tar_at_far": "verification.metrics", "roc": "verification.metrics",
     "det": "verification.metrics", "auc": "verification.metrics", "verification_report": "verification.metrics",
-    "evaluate": "verification.scoring",
+    "evaluate": "verification.scoring", "paired_difference": "verification.paired", "holm": "verification.paired",
     # deployment
     "export_onnx": "deployment.export", "export_executorch": "deployment.export",
     "time_callable": "deployment.latency", "LatencyConfig": "deployment.latency",

@@ -207,3 +207,18 @@ def test_numeric_types_and_the_dense_control():
         pruning.prune(small_net(), "layer_weight", True)
     dense = pruning.prune(small_net(), "global_weight", 1)  # fresh model with zero BatchNorm biases
     assert all(bool(m.all()) for m in masks(dense).values())
+
+
+def test_frozen_zeros_train_exactly_like_masks(tiny_data):
+    torch.manual_seed(0)
+    model = build_model("resnet18", tiny_data.split.num_classes, 16)
+    frozen = pruning.keep_zeros_frozen(pruning.prune(copy.deepcopy(model), "global_weight", 6))
+    masked = pruning.prune(model, "global_weight", 6)
+    assert not pruning.is_pruned(frozen)
+    config = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.05, weight_decay=0.01, max_batches_per_epoch=3)
+    results = [fit(m, tiny_data.store, tiny_data.split.train, config, progress=False) for m in (masked, frozen)]
+    assert results[0].history["train_loss"].tolist() == results[1].history["train_loss"].tolist()
+    pruning.make_permanent(masked)
+    for (name, a), b in zip(masked.state_dict().items(), frozen.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs between masked and frozen-zero training"
+    assert costs.compression_ratio(frozen) == pytest.approx(6, rel=0.01)

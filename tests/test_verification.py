@@ -180,3 +180,25 @@ def test_convergence_rule():
 
     assert is_converged(change(0.004, -0.006, 0.014))  # moved 0.4 points, half-width 1.0
     assert not is_converged(change(-0.02, -0.03, -0.01))  # moved 2 points, half-width 1.0
+
+
+def test_saved_runs_pair_only_on_the_same_trials(tmp_path):
+    import pandas as pd
+
+    from ocular_utils.verification.scoring import Evaluation, compare_runs, save_scores, trial_fingerprint
+
+    a, b, genuine, subject = _paired_case(seed=4)
+    frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(40)]})
+    trials = pd.DataFrame({"probe": np.arange(len(a)) % 40, "reference": (np.arange(len(a)) + 1) % 40,
+                           "genuine": genuine, "probe_subject": subject})
+    fingerprint = trial_fingerprint(frame, trials)
+    for name, scores in (("a", a), ("b", b)):
+        save_scores(Evaluation({}, pd.DataFrame(), scores, trials, fingerprint), tmp_path / name)
+    paired = compare_runs(tmp_path / "a", tmp_path / "b", replicates=50, seed=1)
+    from ocular_utils.verification.paired import paired_difference
+
+    assert paired == paired_difference(a, b, genuine, subject.astype(str), replicates=50, seed=1)
+    other = trials.assign(reference=(trials["reference"] + 1) % 40)
+    save_scores(Evaluation({}, pd.DataFrame(), b, other, trial_fingerprint(frame, other)), tmp_path / "c")
+    with pytest.raises(ValueError, match="different trial lists"):
+        compare_runs(tmp_path / "a", tmp_path / "c")

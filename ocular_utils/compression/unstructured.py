@@ -154,8 +154,9 @@ def register_unstructured(name: str, scope: str, description: str = "") -> Calla
 
     def decorate(score: ScoreFunction) -> ScoreFunction:
         def apply(model: nn.Module, compression: float, context: CompressionContext) -> nn.Module:
-            return prune(copy.deepcopy(model), name, compression, batch=context.batch, loss_fn=context.loss_fn,
-                         seed=context.seed)
+            pruned = prune(copy.deepcopy(model), name, compression, batch=context.batch, loss_fn=context.loss_fn,
+                           seed=context.seed)
+            return keep_zeros_frozen(pruned)
 
         register(CompressionMethod(name, UNSTRUCTURED, apply, sparse_storage=True,
                                    description=description or (score.__doc__ or "").strip()))
@@ -180,6 +181,27 @@ def make_permanent(model: nn.Module) -> nn.Module:
             for hook in list(module._forward_pre_hooks.values()):
                 if isinstance(hook, torch_prune.BasePruningMethod):
                     torch_prune.remove(module, hook._tensor_name)
+    return model
+
+
+def keep_zeros_frozen(model: nn.Module) -> nn.Module:
+    """Fold the masks into the weights and keep the pruned entries at zero while training (in place).
+
+    Instead of recomputing ``weight = weight_orig * mask`` in every forward pass (what the masks of
+    ``torch.nn.utils.prune`` do), the weights hold their zeros and a gradient hook multiplies each
+    pruned tensor's gradient by its mask. With zero gradient and zero weight, SGD (momentum, weight
+    decay) and AdamW leave a pruned entry exactly zero, and kept entries get the same gradients as
+    under the masks, so training is the same at the speed of a dense network.
+    """
+    masks = {}
+    for _, root in deployed_parts(model):
+        for module in root.modules():
+            for hook in list(module._forward_pre_hooks.values()):
+                if isinstance(hook, torch_prune.BasePruningMethod):
+                    masks[(module, hook._tensor_name)] = getattr(module, hook._tensor_name + "_mask").detach().clone()
+    make_permanent(model)
+    for (module, name), mask in masks.items():
+        getattr(module, name).register_hook(lambda grad, mask=mask: grad * mask)
     return model
 
 

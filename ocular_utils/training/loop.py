@@ -265,12 +265,15 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
 
 def training_throughput(model: nn.Module, image_size: tuple[int, int], num_classes: int,
                         batch_size: int = TrainConfig.batch_size,
-                        steps: int = 5, device: torch.device | str = "cpu") -> float:
-    """Images/s of forward + backward + SGD step on random batches (after one warm-up step), on a copy of ``model``."""
+                        steps: int = 5, device: torch.device | str = "cpu", copy_model: bool = True) -> float:
+    """Images/s of forward + backward + SGD step on random batches (after one warm-up step).
+
+    Trains a copy of ``model`` (or, with ``copy_model=False``, ``model`` itself: masked models cannot be copied).
+    """
     if steps < 1:
         raise ValueError(f"steps must be at least 1 (got {steps})")
     device = torch.device(device)
-    model = copy.deepcopy(model).to(device).train()
+    model = (copy.deepcopy(model) if copy_model else model).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(batch_size, 3, *image_size, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)

@@ -4,6 +4,7 @@ Metrics on the scores are :mod:`ocular_utils.verification.metrics`.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ class Evaluation:
     subsets: pd.DataFrame
     scores: np.ndarray
     trials: pd.DataFrame
+    trial_list: str = ""  # fingerprint of the images and trials scored (equal lists pair, others do not)
 
     @property
     def genuine(self) -> np.ndarray:
@@ -97,7 +99,7 @@ def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e
 def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, trials: pd.DataFrame | None = None,
              eyes: str = DataConfig.eyes, device: torch.device | str = "cpu",
              replicates: int = RunSettings.replicates, seed: int = 0,
-             max_impostors: int | None = None) -> Evaluation:
+             max_impostors: int | None = DataConfig.max_impostors) -> Evaluation:
     """Verification metrics of ``model`` on the images of ``frame`` (trials built if not given)."""
     if trials is None:
         trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
@@ -105,7 +107,15 @@ def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, tri
     scores = score_trials(embeddings, trials)
     report = verification_report(scores, trials["genuine"].to_numpy(), trials["probe_subject"].to_numpy(),
                                  replicates=replicates, seed=seed)
-    return Evaluation(report, subset_table(scores, trials), scores, trials)
+    return Evaluation(report, subset_table(scores, trials), scores, trials, trial_fingerprint(frame, trials))
+
+
+def trial_fingerprint(frame: pd.DataFrame, trials: pd.DataFrame) -> str:
+    """A hash of the test images (in order) and of each trial's probe, reference and label."""
+    digest = hashlib.sha256("\n".join(map(str, frame["path"])).encode())
+    for column in ("probe", "reference", "genuine"):
+        digest.update(np.ascontiguousarray(trials[column].to_numpy().astype(np.int64)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = DataConfig.eyes, device="cpu",
@@ -128,10 +138,30 @@ def evaluate_on_test(model: torch.nn.Module, data, device, replicates: int) -> E
 
 
 def save_scores(evaluation: Evaluation, run_dir: str | Path) -> Path:
-    """Store the test trial scores (``scores.npz``) so later chapters can draw ROC/DET curves."""
+    """Store the test trial scores (``scores.npz``) for ROC/DET curves and paired comparisons."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy())
+    np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy(),
+                        subjects=np.asarray(evaluation.trials["probe_subject"].astype(str), dtype=str),
+                        trial_list=np.array(evaluation.trial_list))
     return atomic_write_bytes(Path(run_dir) / "scores.npz", buffer.getvalue())
+
+
+def load_trial_scores(run_dir: str | Path) -> dict:
+    """Everything :func:`save_scores` stored: ``scores``, ``genuine``, ``subjects`` and the ``trial_list`` hash."""
+    with np.load(Path(run_dir) / "scores.npz") as payload:
+        return {key: payload[key] for key in payload.files} | {"trial_list": str(payload["trial_list"])}
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, metric: str = "eer", replicates: int = RunSettings.replicates,
+                 seed: int = 0):
+    """The paired difference ``metric(a) - metric(b)`` of two saved runs; refuses runs scored on different trials."""
+    from .paired import paired_difference
+
+    a, b = load_trial_scores(run_a), load_trial_scores(run_b)
+    if a["trial_list"] != b["trial_list"]:
+        raise ValueError(f"{run_a} and {run_b} were scored on different trial lists ({a['trial_list']} vs "
+                         f"{b['trial_list']}); a paired comparison needs the same trials")
+    return paired_difference(a["scores"], b["scores"], a["genuine"], a["subjects"], metric, replicates, seed)
 
 
 def load_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
