@@ -41,16 +41,3 @@ class Settings:
     def to_dict(self) -> dict:
         """The settings as a plain, JSON-ready dict (nested sections included)."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    def overrides(self) -> dict:
-        """Only the values that differ from the defaults (what a profile needs to write down)."""
-        defaults = type(self)().to_dict()
-        return {k: v for k, v in self.to_dict().items() if defaults.get(k) != v}
-
-
-def default_of(cls: type, name: str) -> Any:
-    """The default value of field ``name`` of a settings dataclass (to reuse it without writing it again)."""
-    for field in dataclasses.fields(cls):
-        if field.name == name:
-            return _default_of(field)
-    raise KeyError(f"{cls.__name__} has no field {name!r}")
