@@ -156,6 +156,7 @@ def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
     return run
 
 
-def reference_params(run_dir: str | Path) -> int:
-    """Parameters of the deployed network of the model saved in ``run_dir`` (the base of a compression ratio)."""
-    return parameter_counts(load_model(resolve(run_dir)))["total"]
+def reference_params(model_or_run_dir: torch.nn.Module | str | Path) -> int:
+    """Parameters of the deployed network of a model, or of the model saved in a run folder (a ratio's base)."""
+    model = model_or_run_dir if isinstance(model_or_run_dir, torch.nn.Module) else load_model(resolve(model_or_run_dir))
+    return parameter_counts(model)["total"]
