@@ -128,7 +128,8 @@ def test_paired_difference_of_a_shifted_copy_is_the_shift():
 
     result = paired_difference(a + 0.25, a, genuine, subject, metric=mean_genuine_score, replicates=200, seed=2)
     assert result.difference == pytest.approx(0.25)
-    assert result.ci_low == pytest.approx(0.25) and result.ci_high == pytest.approx(0.25) and result.p_value == 0
+    assert result.ci_low == pytest.approx(0.25) and result.ci_high == pytest.approx(0.25)
+    assert result.p_value == pytest.approx(2 / (result.replicates + 1)), "never zero: below 1/(n+1)"
     lower_eer = paired_difference(a + 0.8 * genuine, a, genuine, subject, replicates=200, seed=2)
     assert lower_eer.difference < 0 and lower_eer.ci_high < 0 and lower_eer.p_value < 0.05
     with pytest.raises(ValueError, match="same trials"):
@@ -202,3 +203,10 @@ def test_saved_runs_pair_only_on_the_same_trials(tmp_path):
     save_scores(Evaluation({}, pd.DataFrame(), b, other, trial_fingerprint(frame, other)), tmp_path / "c")
     with pytest.raises(ValueError, match="different trial lists"):
         compare_runs(tmp_path / "a", tmp_path / "c")
+
+
+def test_an_unchanged_model_counts_as_converged():
+    from ocular_utils.verification.paired import PairedDifference, is_converged
+
+    assert is_converged(PairedDifference("eer", 0.0, 0.0, 0.0, 1.0, 100, 0.95))
+    assert not is_converged(PairedDifference("eer", 0.01, 0.01, 0.01, 0.0, 100, 0.95))

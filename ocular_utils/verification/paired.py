@@ -74,7 +74,8 @@ def paired_difference(scores_a, scores_b, genuine, subjects, metric: str | Metri
     the one trial list that ``scores_a`` and ``scores_b`` score (lists of different length are
     refused). Every replicate resamples subjects once and weights each trial by how often its subject
     was drawn, for both models alike. Returns the observed difference, the percentile interval at
-    ``level``, and the two-sided bootstrap p-value ``min(1, 2 min(P(d* <= 0), P(d* >= 0)))``.
+    ``level``, and the two-sided bootstrap p-value ``min(1, 2 (k + 1) / (n + 1))`` where ``k`` counts the
+    ``n`` replicates on the smaller side of zero (``d* <= 0`` or ``d* >= 0``).
     """
     scores_a, scores_b = np.asarray(scores_a, float).ravel(), np.asarray(scores_b, float).ravel()
     genuine = np.asarray(genuine, bool).ravel()
@@ -99,7 +100,9 @@ def paired_difference(scores_a, scores_b, genuine, subjects, metric: str | Metri
         raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")
     samples = np.asarray(samples)
     alpha = (1 - level) / 2
-    p_value = min(1.0, 2 * min(np.mean(samples <= 0), np.mean(samples >= 0)))
+    # (k + 1) / (n + 1): a bootstrap p-value is never zero, only below 1 / (n + 1) (Davison & Hinkley 1997)
+    tail = min(np.sum(samples <= 0), np.sum(samples >= 0))
+    p_value = min(1.0, 2 * (tail + 1) / (len(samples) + 1))
     name = metric if isinstance(metric, str) else getattr(metric, "__name__", "custom")
     return PairedDifference(name, float(observed), float(np.quantile(samples, alpha)),
                             float(np.quantile(samples, 1 - alpha)), float(p_value), len(samples), level)
@@ -122,6 +125,8 @@ def is_converged(change: PairedDifference) -> bool:
     """The convergence rule: doubling the budget moved the metric by less than the change's interval half-width.
 
     ``change`` is the paired difference between a model at twice the budget and at the budget, on
-    the same trials.
+    the same trials. Identical scores (a zero change with a zero-width interval: validation kept the
+    same model) count as converged.
     """
-    return abs(change.difference) < change.half_width
+    unchanged = change.difference == 0 and change.ci_low == change.ci_high == 0
+    return bool(abs(change.difference) < change.half_width or unchanged)

@@ -137,18 +137,25 @@ def evaluate_on_test(model: torch.nn.Module, data, device, replicates: int) -> E
                     replicates=replicates, seed=data.config.seed)
 
 
-def save_scores(evaluation: Evaluation, run_dir: str | Path) -> Path:
-    """Store the test trial scores (``scores.npz``) for ROC/DET curves and paired comparisons."""
+def save_scores(evaluation: Evaluation, run_dir: str | Path, name: str = "scores.npz") -> Path:
+    """Store the test trial scores (``<run_dir>/<name>``) for ROC/DET curves and paired comparisons."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy(),
                         subjects=np.asarray(evaluation.trials["probe_subject"].astype(str), dtype=str),
                         trial_list=np.array(evaluation.trial_list))
-    return atomic_write_bytes(Path(run_dir) / "scores.npz", buffer.getvalue())
+    return atomic_write_bytes(Path(run_dir) / name, buffer.getvalue())
+
+
+def _scores_file(path: str | Path) -> Path:
+    """A run folder's ``scores.npz``, or ``path`` itself when it names a scores file."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path / "scores.npz"
 
 
 def load_trial_scores(run_dir: str | Path) -> dict:
-    """Everything :func:`save_scores` stored: ``scores``, ``genuine``, ``subjects`` and the ``trial_list`` hash."""
-    with np.load(Path(run_dir) / "scores.npz") as payload:
+    """Everything :func:`save_scores` stored (in a run folder or a named file): ``scores``, ``genuine``,
+    ``subjects`` and the ``trial_list`` hash."""
+    with np.load(_scores_file(run_dir)) as payload:
         return {key: payload[key] for key in payload.files} | {"trial_list": str(payload["trial_list"])}
 
 
