@@ -47,23 +47,25 @@ def main() -> None:
     report["base"] = {"seconds": time.perf_counter() - started, "images_per_second": result.images_per_second,
                       "eer": evaluate_on_test(base, data, device, replicates=50).report["eer"]}
     print("base", report["base"], flush=True)
-    pruning = PruningConfig.from_dict({"finetune": {"batch_size": 64, "max_batches_per_epoch": 10}})
+    pruning = PruningConfig.from_dict({"finetune": {"batch_size": 64}})
+    budget = {"images": 640, "points": [0.5, 1.0]}
     report["pruning"] = {}
     for method in METHODS:
         model = compress_model(base, method, 8, data, pruning)
         achieved = model_cost(deployed_network(base), (48, 72))["params"] / \
             model_cost(deployed_network(model), (48, 72))["nonzero_params"]
-        fine_tune(model, data, work / f"prune-{method}", pruning.finetune, device=device, progress=False)
+        fine_tune(model, data, work / f"prune-{method}", pruning.finetune, budget, device=device,
+                  progress=False)
         eer = evaluate_on_test(model, data, device, replicates=0).report["eer"]
         report["pruning"][method] = {"achieved": achieved, "eer": eer,
                                      "on_cuda": next(model.parameters()).is_cuda}
         print(method, report["pruning"][method], flush=True)
     report["distillation"] = {}
     save_model(base, work / "base", identities=data.split.identity_hash)
-    kd = DistillationConfig.from_dict({"train": {"epochs": 2, "batch_size": 64}})
+    kd = DistillationConfig.from_dict({"train": {"batch_size": 64}})
     for loss in ("none", "logit", "embedding"):
         student, res = train_student(data, work / "base", work / f"kd-{loss}", "mobilenet_v2", loss, kd,
-                                     device=device, progress=False)
+                                     budget, device=device, progress=False)
         report["distillation"][loss] = {"eer": evaluate_on_test(student, data, device, 0).report["eer"],
                                         "images_per_second": res.images_per_second}
         print("kd", loss, report["distillation"][loss], flush=True)

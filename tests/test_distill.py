@@ -78,4 +78,4 @@ def test_teacher_from_another_split_is_refused(tiny_data, tmp_path):
     save_model(teacher, tmp_path / "t", identities="not-this-split")
     with pytest.raises(ValueError, match="trained on other identities"):
         distill.train_student(tiny_data, tmp_path / "t", tmp_path / "s", "mobilenet_v3_small", "logit",
-                              distill.DistillationConfig.from_dict({"train": {"epochs": 1}}))
+                              distill.DistillationConfig(), {"images": 16})

@@ -38,7 +38,8 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
     save_model(base, tmp_path / "base", identities=tiny_data.split.identity_hash)
     namespace = dict(data={"root": str(visob_root), "image_size": [32, 48], "val_fraction": 0.2},
                      base_dir=str(tmp_path / "base"), method=toy_method, compression=4,
-                     pruning={"finetune": {"batch_size": 16, "max_batches_per_epoch": 2}}, seed=None, threads=None,
+                     pruning={"finetune": {"batch_size": 16}}, budget={"images": 32, "points": [0.5, 1.0]},
+                     seed=None, threads=None,
                      device="cpu", replicates=5, run_dir=str(tmp_path / "runs" / "toy"))
     run = start_run("prune", namespace)
     dense = run.load_model(namespace["base_dir"])
@@ -49,12 +50,14 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
     assert original[kept_mask].max() <= original[~kept_mask].min(), "the toy score decides which weights stay"
     assert compression_ratio(dense) == dense_ratio, "compression leaves its input unchanged"
     with run.timed("finetune"):
-        result = fine_tune(model, run.data, run.run_dir, run.pruning.finetune, device=run.device)
+        result = fine_tune(model, run.data, run.run_dir, run.pruning.finetune, run.budget, device=run.device)
     evaluation = evaluate_on_test(model, run.data, run.device, run.settings.replicates)
     record = run.finish(model, evaluation, result, family=get_method(toy_method).family, method=toy_method,
                         requested_compression=4, reference_params=reference_params(namespace["base_dir"]),
                         sparse=True, extra_metrics={"before.eer": 0.5})
     assert record.achieved_compression == pytest.approx(4, rel=0.01) and record.training_images == 32
+    assert record.seed == 0 and isinstance(record.converged, bool), "records carry budget, seed and convergence"
+    assert record.details["convergence"]["doubled_to"] == 32 and "validation_eer" in record.metrics
     grid = tables.load_results(results_dir=tmp_path / "runs").pruning
     row = grid.iloc[0]
     assert (row["method"], row["requested"], row["family"], row["label"]) == (

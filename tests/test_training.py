@@ -81,3 +81,41 @@ def test_unknown_settings_are_named():
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="unknown optimizer"):
         TrainConfig(optimizer="lion")
+
+
+def test_budget_is_cut_into_chunks_that_land_on_the_points():
+    from ocular_utils.training.budget import BudgetConfig, RunBudget
+
+    assert RunBudget(3072, [0.125, 0.25, 0.5, 1.0, 2.0]).chunks(32, 1620) == (12, 16, [1, 2, 4, 8, 16])
+    batches, chunks, at = RunBudget(1_024_000, [0.125, 0.5, 1.0]).chunks(128, 50_000)
+    assert (chunks, at) == (24, [3, 12, 24]) and batches == 333, "a first point longer than one pass is split"
+    with pytest.raises(ValueError, match="whole multiples"):
+        RunBudget(3072, [0.3, 1.0]).chunks(32, 1620)
+    with pytest.raises(ValueError, match="less than one batch"):
+        RunBudget(64, [0.125, 1.0]).chunks(32, 1620)
+    config = BudgetConfig()
+    assert config.for_run(True) == {"images": 3072, "points": [0.125, 0.25, 0.5, 1.0, 2.0]}
+    assert config.for_run(False, ratio=32) == {"images": 1536, "points": [0.125, 0.25, 0.5, 1.0]}
+    with pytest.raises(ValueError, match="points holding 1.0"):
+        BudgetConfig(points=[0.5, 2.0])
+
+
+def test_training_to_a_budget_keeps_the_model_at_the_budget(tiny_data, tmp_path):
+    from ocular_utils.core.atomic import load_state
+    from ocular_utils.training.budget import along_the_way, convergence
+    from ocular_utils.training.recipes import fit_to_budget
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", tiny_data.split.num_classes, 16)
+    config = TrainConfig(batch_size=16, optimizer="adamw", lr=0.002, weight_decay=0.0, augment=False)
+    result = fit_to_budget(model, tiny_data, tmp_path, config, {"images": 32, "points": [0.5, 1.0, 2.0]},
+                           progress=False)
+    assert result.history["images"].sum() == 64, "an extended run goes on to twice its budget"
+    points = along_the_way(result.history)
+    assert list(points["budget_images"]) == [16, 32, 64] and points["test_eer"].notna().all()
+    assert sorted(p.name for p in (tmp_path / "along").iterdir()) == ["scores-16.npz", "scores-32.npz",
+                                                                      "scores-64.npz"]
+    at_budget = load_state(tmp_path / "checkpoints" / "budget.pt")["model"]
+    assert all(torch.equal(v, at_budget[k]) for k, v in model.state_dict().items()), "the model is the one at B"
+    check = convergence(tmp_path, 32, replicates=20)
+    assert (check["images"], check["doubled_to"]) == (32, 64) and isinstance(check["converged"], bool)

@@ -21,8 +21,9 @@ from torch.nn import functional as F
 from ..core.config import Settings
 from ..models.files import load_model, read_spec
 from ..models.networks import CLASSIFIER_ATTRIBUTE, OcularNet, build_model
-from ..training.loop import TrainConfig, TrainResult, fit
-from ..training.recipes import with_seed
+from ..training.budget import RunBudget
+from ..training.loop import TrainConfig, TrainResult
+from ..training.recipes import fit_to_budget
 
 LOSSES = ("none", "logit", "embedding", "both", "relational")
 KD_STUDENT = "KD student"
@@ -35,7 +36,8 @@ def student_family(loss: str) -> str:
 
 
 def _default_student_training() -> TrainConfig:
-    return TrainConfig(epochs=8, optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_epochs=0.5)
+    # constant after warm-up: the model at each point of the budget is what a shorter run would give
+    return TrainConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_epochs=1.0, schedule="constant")
 
 
 @dataclass
@@ -154,12 +156,13 @@ def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: floa
 
 
 def train_student(data, teacher_dir: str | Path, run_dir: str | Path, student: str, loss: str,
-                  config: DistillationConfig, device: torch.device | str = "cpu", seed: int = 0,
-                  progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
+                  config: DistillationConfig, budget: RunBudget | dict, device: torch.device | str = "cpu",
+                  seed: int = 0, progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
     """Train a compact student with (or, for ``loss='none'``, without) the teacher saved in ``teacher_dir``.
 
     ``data`` is the run's :class:`~ocular_utils.data.prepare.StudyData`; the teacher must have been
-    trained on the same identities (its logits index the same classes).
+    trained on the same identities (its logits index the same classes). The student trains for
+    ``budget`` images (:func:`ocular_utils.training.recipes.fit_to_budget`).
     """
     teacher = load_model(teacher_dir, device=device)
     trained_on = read_spec(teacher_dir).get("identities")
@@ -170,7 +173,6 @@ def train_student(data, teacher_dir: str | Path, run_dir: str | Path, student: s
     model = build_model(student, data.split.num_classes, config.embedding_dim or teacher.embedding_dim)
     projection = Projection(model.embedding_dim, teacher.embedding_dim)
     loss_fn = distillation_loss(teacher, loss, config.temperature, config.alpha, config.embedding_weight, projection)
-    result = fit(model, data.store, data.split.train, with_seed(config.train, seed), validate=data.validation(device),
-                 checkpoint_dir=Path(run_dir) / "checkpoints", loss_fn=loss_fn, extra_module=projection,
-                 device=device, progress=progress)
+    result = fit_to_budget(model, data, run_dir, config.train, budget, device, seed, progress,
+                           loss_fn=loss_fn, extra_module=projection)
     return model, result

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import pandas as pd
 import torch
@@ -210,6 +210,17 @@ def restore_best(model: nn.Module, state: TrainingState, best_path: Path | None,
         model.load_state_dict(state.best_state)
 
 
+def best_state_loader(state: TrainingState, best_path: Path | None, device: torch.device) -> Callable[[], dict]:
+    """A function returning the best-so-far state dict (from ``best_path`` or held in memory)."""
+
+    def load() -> dict:
+        if best_path is not None and best_path.is_file():
+            return load_state(best_path, map_location=device)["model"]
+        return state.best_state
+
+    return load
+
+
 def log_epoch(row: dict) -> None:
     """Print one line with the epoch's numbers."""
     print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
@@ -218,7 +229,8 @@ def log_epoch(row: dict) -> None:
 def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: TrainConfig,
         validate: Callable[[nn.Module], dict] | None = None, checkpoint_dir: str | Path | None = None,
         loss_fn: Callable | None = None, extra_module: nn.Module | None = None,
-        device: torch.device | str = "cpu", progress: bool | str = True) -> TrainResult:
+        device: torch.device | str = "cpu", progress: bool | str = True,
+        validate_at: Collection[int] | None = None, after_validation: Callable | None = None) -> TrainResult:
     """Train ``model`` (in place) on ``train_frame`` (column ``label``); keep the best epoch by validation EER.
 
     ``loss_fn(model, x, y) -> (loss, logits)`` defaults to cross-entropy; ``extra_module`` holds
@@ -227,6 +239,10 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
     ``best.pt`` (``{"model": state dict, "epoch", "metric"}`` of the selected epoch). After return
     ``model`` holds the best state.
     ``progress``: ``True`` prints one line per epoch, ``"bar"`` adds a per-batch progress bar, ``False`` is silent.
+    ``validate_at``: the epochs that are validated and may be selected (default: every epoch);
+    ``after_validation(model, row, best_state)`` is then called with the epoch's row (holding
+    ``best_epoch`` and ``best_val_eer`` so far) and a function returning the best-so-far state dict
+    (see :class:`ocular_utils.training.budget.AlongTheWay`).
     """
     device = torch.device(device)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
@@ -250,7 +266,11 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         row = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, device, epoch, config.epochs,
                               extra_module, show_bar=progress == "bar" and distributed.is_main())
         if distributed.is_main():
-            select_epoch(model, row, state, validate, best_path)
+            if validate_at is None or epoch in validate_at:
+                select_epoch(model, row, state, validate, best_path)
+                row.update(best_epoch=state.best_epoch, best_val_eer=state.best_metric)
+                if after_validation is not None:
+                    after_validation(model, row, best_state_loader(state, best_path, device))
             state.history.append(row)
             state.epoch = epoch
             if last_path is not None:
