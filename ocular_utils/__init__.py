@@ -18,7 +18,8 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``models.files``: model files (dense, sparse, resized) and the reload check
 - ``training.loop``: ``TrainConfig`` and the training loop in pieces (epoch, selection, checkpoints)
 - ``training.distributed``: data-parallel training under torchrun
-- ``training.recipes``: ``BaseConfig``; base training and fine-tuning
+- ``training.budget``: matched budgets in training images, evaluation along the way, the convergence check
+- ``training.recipes``: ``BaseConfig``; base training, training to a budget, fine-tuning
 - ``compression.registry``: the method registry (``METHODS``, ``register``, ``compress``), ``PruningConfig``
 - ``compression.unstructured``: ShrinkBench's five unstructured methods as torch prune masks
 - ``compression.channels``: channel pruning with Torch-Pruning
@@ -33,6 +34,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``report.tables``: the chapters' tables and ``load_results``
 - ``report.comparison``: the paper's findings against ours
 - ``report.plots``: every figure of the book (style applied by ``apply_style``)
+- ``report.timing``: where the time goes (seconds per phase, fixed overhead, throughput)
 - ``runner.profiles``: ``Profile`` and the shipped YAML profiles
 - ``runner.plan``: a profile's grid of notebook executions
 - ``runner.scheduler``: executes units with papermill, locally or on Ray

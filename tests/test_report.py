@@ -1,5 +1,6 @@
 """Table builders, the one-call loader of the chapters, and figures without side effects, on hand-made records."""
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -26,7 +27,12 @@ def results_dir(tmp_path):
                          training_images=1000, metrics=_metrics(0.05), model=_model(1000, 1000), synthetic=True),
         "lw8-2": Record("prune", {}, family="unstructured pruning", method="layer_weight", requested_compression=8,
                         achieved_compression=8.01, seed=0, training_images=64, metrics=_metrics(0.10, 0.4),
-                        model=_model(1000, 125, sparse=True), timings={"finetune": 3.0}, synthetic=True),
+                        model=_model(1000, 125, sparse=True), timings={"finetune": 3.0}, synthetic=True,
+                        converged=True),
+        "lw8-seed1": Record("prune", {}, family="unstructured pruning", method="layer_weight",
+                            requested_compression=8, achieved_compression=8.01, seed=1, training_images=64,
+                            metrics=_metrics(0.11, 0.4), model=_model(1000, 125, sparse=True),
+                            timings={"finetune": 3.0}, synthetic=True),
         "lw2-3": Record("prune", {}, family="unstructured pruning", method="layer_weight", requested_compression=2,
                         achieved_compression=2.0, seed=0, training_images=64, metrics=_metrics(0.06, 0.07),
                         model=_model(1000, 500, sparse=True), timings={"finetune": 2.0}, synthetic=True),
@@ -76,9 +82,19 @@ def test_student_and_model_tables(results_dir):
     assert latency["base-1"] == 20.0 and latency["mv-7"] == 4.0 and pd.isna(latency["lw8-2"])
     assert results.base["backbone"] == "resnet50"
     budget = tables.budget_table(models)
-    assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "max"] == 800
-    effect = comparison.teacher_effect(students)
-    assert effect.loc[0, "change (points)"] == -3.0 and bool(effect.loc[0, "intervals separate"])
+    assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "images_max"] == 800
+    assert budget.loc["unstructured pruning", "convergence_checked"] == 1 == budget.loc["unstructured pruning",
+                                                                                      "converged"]
+    everything = results.all_models
+    assert len(everything) == 8 and sorted(everything.loc[everything["label"] == "layer_weight 8x", "seed"]) == [0, 1]
+    assert list(models.loc[models["label"] == "layer_weight 8x", "eer"]) == [0.10], "the grid's seed, once"
+    genuine = np.tile(np.arange(10) < 3, 30)
+    subjects = np.repeat(np.arange(30), 10).astype(str)
+    noise = np.random.default_rng(0).normal(size=genuine.size)
+    scores = {students.loc[i, "run_dir"]: {"scores": noise + shift * genuine, "genuine": genuine, "subjects": subjects,
+                                          "trial_list": "one"} for i, shift in ((0, 3.0), (1, 1.0))}
+    effect = comparison.teacher_effect(students, replicates=100, scores=scores)
+    assert effect.loc[0, "loss"] == "logit" and effect.loc[0, "change (points)"] < 0 and effect.loc[0, "Holm p"] < 0.05
     assert "median_ms" not in tables.load_results(results_dir=results_dir).models, "no latency table, no column"
 
 
@@ -92,7 +108,8 @@ def test_chapter_summaries(results_dir):
     text = comparison.best_setting_text(unstructured)
     assert "layer_weight at 2x" in text and "reaches 10.00%" in text and "does not overlap" in text
     shown = tables.grid_summary(grid)
-    assert shown.loc[("unstructured pruning", "layer_weight", 8.0), "stored MB"] == 0.0
+    assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "stored MB"] == 0.0
+    assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "converged"] == "yes"
     assert tables.interval_text(results.base) == "5.00 [4.00, 6.00]"
     summary = tables.model_summary(results.models)
     assert summary.loc[0, "label"] == "resnet50 (base)" and summary["latency ms"].isna().all()

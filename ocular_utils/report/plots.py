@@ -67,8 +67,9 @@ def training_curves(history: pd.DataFrame, synthetic: bool = False):
     axes[1].plot(history["epoch"], history["train_accuracy"], marker="o")
     axes[1].set(xlabel="epoch", ylabel="training accuracy")
     if "val_eer" in history:
-        axes[2].plot(history["epoch"], 100 * history["val_eer"], marker="o", color="C3")
-        best = history.loc[history["val_eer"].idxmin()]
+        validated = history.dropna(subset=["val_eer"])
+        axes[2].plot(validated["epoch"], 100 * validated["val_eer"], marker="o", color="C3")
+        best = validated.loc[validated["val_eer"].idxmin()]
         axes[2].axvline(best["epoch"], ls="--", color="grey", label=f"selected epoch {int(best['epoch'])}")
         axes[2].legend()
     axes[2].set(xlabel="epoch", ylabel="validation EER (%)")
@@ -245,5 +246,30 @@ def latency_bars(bench: pd.DataFrame, synthetic: bool = False):
         ax.set(xscale="log", xlabel=f"median latency at {size} (ms, log scale)", ylabel="")
         plain_log_ticks(ax.xaxis)
         synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def budget_curves(along: pd.DataFrame, base_eer: float, budget: int, synthetic: bool = False):
+    """Test EER against training images for the runs evaluated along the way, one panel per group.
+
+    ``along`` is :meth:`~ocular_utils.report.tables.StudyResults.along_the_way`; the dotted line is the
+    matched budget, the dashed line the base (trained on its own, larger budget).
+    """
+    groups = [g for g in along["group"].unique()]
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.4 * max(1, len(groups)), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, group in zip(axes[0], groups):
+        part = along[along["group"] == group]
+        for label, curve in part.groupby("label", sort=False):
+            ax.plot(curve["images"], 100 * curve["test_eer"], marker="o", label=label)
+        ax.axhline(100 * base_eer, ls="--", color="black", lw=1, label="base")
+        ax.axvline(budget, ls=":", color="grey", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.set(title=group, xlabel="training images after the base / from scratch")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("test EER (%)")
+    synthetic_tag(axes[0, -1], synthetic)
     fig.tight_layout()
     return fig

@@ -54,7 +54,7 @@ class Record:
     """What one run leaves: what it was (typed fields), what it measured, and where it ran.
 
     The identity of a model is in typed fields (``method``, ``requested_compression``, ``student``,
-    ``kd_loss``, ``family``, ``seed``, ``training_images``); display labels are made from them
+    ``kd_loss``, ``family``, ``seed``, ``training_images``, ``converged``); display labels are made from them
     (:func:`display_label`) and never parsed back.
     """
 
@@ -70,6 +70,7 @@ class Record:
     kd_loss: str | None = None  # "none" for the no-teacher control
     seed: int | None = None
     training_images: int | None = None  # budget: images seen training (base, students) or fine-tuning (compressed)
+    converged: bool | None = None  # doubling the budget moved test EER less than the change's interval half-width
     metrics: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)  # parameters, MACs, file sizes
     timings: dict = field(default_factory=dict)  # seconds per phase

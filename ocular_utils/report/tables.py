@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..core.paths import resolve
 from ..verification.scoring import load_scores
-from .records import TYPED_COLUMNS, display_label, load_records
+from .records import TYPED_COLUMNS, display_label, load_records, read_record
 
 HEADLINE = ("eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001")
 MODEL_KINDS = ("base", "prune", "distill")
@@ -57,7 +57,9 @@ def _model_columns(runs: pd.DataFrame) -> dict:
             "nonzero_macs": runs["model.nonzero_macs"], **_headline(runs),
             "deployed_dense_bytes": runs["model.deployed_dense_bytes"],
             "stored_bytes": _column(runs, "model.deployed_sparse_bytes").fillna(runs["model.deployed_dense_bytes"]),
-            "training_images": runs["training_images"], "seed": runs["seed"], "run_dir": runs["run_dir"],
+            "training_images": runs["training_images"], "seed": runs["seed"],
+            "converged": _column(runs, "converged").astype(object).where(_column(runs, "converged").notna(), None),
+            "validation_eer": _column(runs, "metrics.validation_eer"), "run_dir": runs["run_dir"],
             "run": runs["run"]}
 
 
@@ -118,9 +120,30 @@ def intervals_separate(a, b, column: str = "eer") -> bool:
     return bool(a[f"{column} ci_high"] < b[f"{column} ci_low"] or b[f"{column} ci_high"] < a[f"{column} ci_low"])
 
 
+RECORD_IDENTITY = ["kind", "method", "requested_compression", "student", "kd_loss"]
+
+
+def identity_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One string per row joining ``columns`` (missing values included): which model a run is, across seeds."""
+    return frame.reindex(columns=columns).apply(lambda row: "|".join(map(str, row)), axis=1).astype(object)
+
+
+def without_extra_seeds(records: pd.DataFrame) -> pd.DataFrame:
+    """The grid's records: per model identity, the run with the lowest seed (extra seeds dropped)."""
+    if records.empty:
+        return records
+    identity = identity_key(records, RECORD_IDENTITY)
+    keep = records.assign(_id=identity).sort_values("seed", kind="stable").drop_duplicates("_id").index
+    return records.loc[sorted(keep)]
+
+
 @dataclass
 class StudyResults:
-    """The records a chapter shows, loaded once: raw records and the tables built from them."""
+    """The records a chapter shows, loaded once: raw records and the tables built from them.
+
+    :attr:`models`, :attr:`pruning` and :attr:`students` hold one run per model (the grid's seed);
+    :attr:`all_models` adds the extra seeds of the headline models.
+    """
 
     records: pd.DataFrame
     latency: pd.DataFrame
@@ -136,9 +159,21 @@ class StudyResults:
         return base_row(self.records)
 
     @property
+    def grid_records(self) -> pd.DataFrame:
+        """The records without the extra seeds."""
+        return without_extra_seeds(self.records)
+
+    @property
     def models(self) -> pd.DataFrame:
-        """Every model (with ``median_ms`` at the study input in eager PyTorch where latency was measured)."""
-        models = model_table(self.records)
+        """Every model once (with ``median_ms`` at the study input in eager PyTorch where latency was measured)."""
+        return self._with_latency(model_table(self.grid_records))
+
+    @property
+    def all_models(self) -> pd.DataFrame:
+        """Every run of a model, the extra seeds included."""
+        return self._with_latency(model_table(self.records))
+
+    def _with_latency(self, models: pd.DataFrame) -> pd.DataFrame:
         part = self.latency[(self.latency["runtime"] == "eager") & (self.latency["scope"] == "all models")]
         if part.empty:
             return models
@@ -150,6 +185,34 @@ class StudyResults:
         """The input size (``HxW``) of the latency column of :attr:`models`, if latency was measured."""
         return None if self.latency.empty else str(self.latency["input"].iloc[0])
 
+    def along_the_way(self, headline: float) -> pd.DataFrame:
+        """Test EER at each point along the way of the runs that went past their budget, with a display group."""
+        rows = []
+        for _, model in self.models.iterrows():
+            record = read_record(model["run_dir"]) or {}
+            for point in record.get("details", {}).get("along_the_way", []):
+                if point.get("test_eer") is None:
+                    continue
+                rows.append({"group": _curve_group(model, headline), "label": model["label"],
+                             "images": point["budget_images"], "test_eer": point["test_eer"],
+                             "validation_eer": point["selected_val_eer"]})
+        return pd.DataFrame(rows, columns=["group", "label", "images", "test_eer", "validation_eer"]).dropna(
+            subset=["group"])
+
+    def convergence(self) -> pd.DataFrame:
+        """Per run checked for convergence: EER change from the budget to twice it, its interval, the verdict."""
+        rows = []
+        for _, model in self.all_models.iterrows():
+            check = ((read_record(model["run_dir"]) or {}).get("details", {}) or {}).get("convergence")
+            if check:
+                rows.append({"model": model["label"], "seed": model["seed"], "family": model["family"],
+                             "budget": check["images"], "doubled to": check.get("doubled_to"),
+                             "change (points)": round(100 * check["change"], 2),
+                             "95% interval": f"[{100 * check['ci_low']:+.2f}, {100 * check['ci_high']:+.2f}]",
+                             "half-width": round(100 * check["half_width"], 2),
+                             "converged": CONVERGED_TEXT[check["converged"]]})
+        return pd.DataFrame(rows)
+
     def scores(self, rows: pd.DataFrame) -> dict:
         """``{label: (genuine, impostor)}`` test scores of the models in ``rows`` (for ROC / DET curves)."""
         return {row["label"]: load_scores(row["run_dir"]) for _, row in rows.iterrows()}
@@ -157,12 +220,23 @@ class StudyResults:
     @property
     def pruning(self) -> pd.DataFrame:
         """The pruning grid (:func:`compression_table`)."""
-        return compression_table(self.records)
+        return compression_table(self.grid_records)
 
     @property
     def students(self) -> pd.DataFrame:
         """The student runs (:func:`distillation_table`)."""
-        return distillation_table(self.records)
+        return distillation_table(self.grid_records)
+
+
+def _curve_group(model: pd.Series, headline: float) -> str | None:
+    """The panel of the budget figure a model belongs to (None: not shown)."""
+    if model["kind"] == "distill":
+        return "students"
+    if model["kind"] != "prune":
+        return None
+    if np.isclose(model["requested"], headline):
+        return f"{model['family']} at {headline:g}x"
+    return "layer_weight at each ratio" if model["method"] == "layer_weight" else None
 
 
 def load_results(runs=None, results_dir: str | Path | None = None, latency_dir: str | Path | None = None
@@ -223,8 +297,10 @@ def grid_summary(grid: pd.DataFrame) -> pd.DataFrame:
                            "stored MB": (grid["stored_bytes"] / 1e6).round(2),
                            "dense MB": (grid["deployed_dense_bytes"] / 1e6).round(2),
                            "achieved": grid["compression"].round(3)})
-    return shown[["family", "method", "requested", "achieved", "EER before FT %", "EER % [95% CI]", "TAR@FAR=1%",
-                  "stored MB", "dense MB", "training_images"]].set_index(["family", "method", "requested"])
+    shown = shown.assign(converged=shown["converged"].map(CONVERGED_TEXT))
+    return shown[["family", "method", "requested", "seed", "achieved", "EER before FT %", "EER % [95% CI]",
+                  "TAR@FAR=1%", "stored MB", "dense MB", "training_images", "converged"]].set_index(
+        ["family", "method", "requested", "seed"])
 
 
 def best_per_ratio(unstructured: pd.DataFrame) -> pd.DataFrame:
@@ -237,13 +313,14 @@ def best_per_ratio(unstructured: pd.DataFrame) -> pd.DataFrame:
 def student_summary(students: pd.DataFrame) -> pd.DataFrame:
     """The students as the chapter shows them: size, compression, MACs, EER with interval, TAR, training time."""
     shown = students.assign(**{"EER % [95% CI]": with_interval(students),
+                               "converged": students["converged"].map(CONVERGED_TEXT),
                                "TAR@FAR=1%": (100 * students["tar@far=0.01"]).round(2),
                                "params (M)": (students["params"] / 1e6).round(3),
                                "compression vs teacher": students["compression"].round(2),
                                "MACs (M)": (students["macs"] / 1e6).round(1),
                                "train s": students["train_seconds"].round(0)})
-    return shown[["student", "loss", "params (M)", "compression vs teacher", "MACs (M)", "EER % [95% CI]",
-                  "TAR@FAR=1%", "training_images", "train s"]].set_index(["student", "loss"])
+    return shown[["student", "loss", "seed", "params (M)", "compression vs teacher", "MACs (M)", "EER % [95% CI]",
+                  "TAR@FAR=1%", "training_images", "converged", "train s"]].set_index(["student", "loss", "seed"])
 
 
 def model_summary(models: pd.DataFrame) -> pd.DataFrame:
@@ -253,13 +330,22 @@ def model_summary(models: pd.DataFrame) -> pd.DataFrame:
                                "params (M)": (models["params"] / 1e6).round(2),
                                "nonzero (M)": (models["nonzero_params"] / 1e6).round(2),
                                "stored MB": (models["stored_bytes"] / 1e6).round(2), "latency ms": latency})
-    return summary.sort_values("eer")[["label", "family", "compression", "params (M)", "nonzero (M)", "stored MB",
-                                       "latency ms", "training_images", "EER % [95% CI]"]].reset_index(drop=True)
+    summary = summary.assign(converged=summary["converged"].map(CONVERGED_TEXT))
+    return summary.sort_values("eer")[["label", "family", "seed", "compression", "params (M)", "nonzero (M)",
+                                       "stored MB", "latency ms", "training_images", "converged",
+                                       "EER % [95% CI]"]].reset_index(drop=True)
+
+
+CONVERGED_TEXT = {True: "yes", False: "NO", None: "not checked"}
 
 
 def budget_table(models: pd.DataFrame) -> pd.DataFrame:
-    """Training images per family: after the base for compressed models (fine-tuning), from scratch for the rest."""
-    return models.groupby("family")["training_images"].agg(["count", "min", "max"]).rename(columns={"count": "runs"})
+    """Per family: runs, training images (after the base for compressed models, from scratch for students and
+    the base), and how many runs were checked for convergence and passed."""
+    checked = models["converged"].notna()
+    return models.assign(checked=checked, passed=models["converged"].eq(True)).groupby("family").agg(
+        runs=("run", "count"), images_min=("training_images", "min"), images_max=("training_images", "max"),
+        convergence_checked=("checked", "sum"), converged=("passed", "sum"))
 
 
 def sparsity_summary(detail: pd.DataFrame, ratios: pd.DataFrame, input_size: str) -> pd.DataFrame:

@@ -36,6 +36,17 @@ def _retitle(source: Path, target: Path, title: str | None) -> None:
 GENERATED = Path("book") / "_generated"
 
 
+def toc_entries(toc: dict):
+    """Every chapter and section entry of a table of contents, in reading order (sections after their page)."""
+    def walk(entries):
+        for entry in entries:
+            yield entry
+            yield from walk(entry.get("sections", []))
+
+    for part in toc.get("parts", []):
+        yield from walk(part.get("chapters", []))
+
+
 def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
     """Copy executed notebooks to ``book/_generated/<profile>`` (inside the book's source folder, wherever the
     results live) and write that folder's ``_toc.yml``."""
@@ -44,16 +55,15 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
         shutil.rmtree(root / book_dir)
     chapters = {u.chapter: u for u in units.values() if u.chapter}
     template = yaml.safe_load((root / "book" / "_toc.yml").read_text())
-    for part in template.get("parts", []):
-        for entry in part.get("chapters", []):
-            name = Path(entry["file"]).name
-            if entry["file"].startswith("notebooks/"):
-                unit = chapters.get(name)
-                if unit is None or not (root / unit.output).is_file():
-                    raise FileNotFoundError(f"chapter {name} has no executed notebook; run the study first")
-                target = book_dir / f"{name}.ipynb"
-                _retitle(root / unit.output, root / target, None)
-                entry["file"] = str(target.with_suffix(""))
+    for entry in toc_entries(template):
+        name = Path(entry["file"]).name
+        if entry["file"].startswith("notebooks/"):
+            unit = chapters.get(name)
+            if unit is None or not (root / unit.output).is_file():
+                raise FileNotFoundError(f"chapter {name} has no executed notebook; run the study first")
+            target = book_dir / f"{name}.ipynb"
+            _retitle(root / unit.output, root / target, None)
+            entry["file"] = str(target.with_suffix(""))
     appendix = []
     for unit in units.values():
         if unit.kind in ("prune", "distill") and (root / unit.output).is_file():

@@ -26,10 +26,14 @@ from .profiles import available_profiles, load_profile
 
 
 def plan(profile_name: str, results: str = "results", threads: int | None = None):
-    """Load a profile and build its units."""
+    """Load a profile and build the units that can be planned now: ``(profile, units, root, pending)``.
+
+    ``pending`` says what a later round adds (the extra seeds and the chapters wait for the headline runs).
+    """
     profile = load_profile(profile_name)
     root = project_root()
-    return profile, Planner(profile, root, results, threads).build(), root
+    planner = Planner(profile, root, results, threads)
+    return profile, planner.build(), root, planner.pending
 
 
 def book_output(root: Path, profile) -> Path:
@@ -38,33 +42,49 @@ def book_output(root: Path, profile) -> Path:
 
 
 def command_run(args) -> int:
-    """Run (or resume) every unit of the profile, then build the book."""
-    profile, units, root = plan(args.profile, args.results, args.threads)
+    """Run (or resume) every unit of the profile, round after round, then build the book."""
+    profile, units, root, pending = plan(args.profile, args.results, args.threads)
     jobs = args.jobs or profile.jobs
-    print(f"profile {profile.name}: {len(units)} notebooks, {jobs} at a time, engine {args.engine}; "
+    print(f"profile {profile.name}: {len(units)} notebooks planned, {jobs} at a time, engine {args.engine}; "
           f"results in {Path(args.results) / profile.name}", flush=True)
     if args.dry_run:
         for unit in units.values():
             state = "done" if unit.complete(root) else "to run"
             print(f"  {state:7s} {unit.name:40s} {unit.run_dir}")
+        for note in pending:
+            print(f"  later   {note}")
         return 0
     started = time.perf_counter()
-    outcome = scheduler.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
-                                ray_address=args.ray_address, progress=not args.quiet,
-                                keep_checkpoints=args.keep_checkpoints)
-    seconds = time.perf_counter() - started
-    print(f"executed {len(outcome.executed)}, skipped (already complete) {len(outcome.skipped)}, "
-          f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)} in {seconds:.0f}s", flush=True)
+    seconds, executed, skipped, peak = {}, [], set(), 0
+    while True:
+        outcome = scheduler.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
+                                      ray_address=args.ray_address, progress=not args.quiet,
+                                      keep_checkpoints=args.keep_checkpoints)
+        seconds |= outcome.seconds
+        executed += outcome.executed
+        skipped |= set(outcome.skipped) - set(executed)
+        peak = max(peak, outcome.peak_rss_bytes)
+        finished = len(outcome.executed) + len(outcome.skipped) == len(units)
+        if outcome.failed or not finished or not pending:
+            break
+        profile, next_units, root, pending = plan(args.profile, args.results, args.threads)
+        if set(next_units) == set(units):
+            raise RuntimeError(f"the plan cannot grow past this round: {pending}")
+        added = sorted(set(next_units) - set(units))
+        print(f"next round: {len(added)} more notebooks ({', '.join(added[:4])}...)", flush=True)
+        units = next_units
+    wall = time.perf_counter() - started
+    print(f"executed {len(executed)}, skipped (already complete) {len(skipped)}, failed {len(outcome.failed)}, "
+          f"blocked {len(outcome.blocked)} in {wall:.0f}s", flush=True)
     timing_path = root / args.results / profile.name / "timings.json"
     timing_path.parent.mkdir(parents=True, exist_ok=True)
-    timing_path.write_text(json.dumps({"wall_seconds": seconds, "peak_rss_bytes": outcome.peak_rss_bytes,
-                                       "units": outcome.seconds}, indent=1))
-    print(f"peak memory (runner + kernels): {outcome.peak_rss_bytes / 2**30:.2f} GiB", flush=True)
+    timing_path.write_text(json.dumps({"wall_seconds": wall, "peak_rss_bytes": peak, "units": seconds}, indent=1))
+    print(f"peak memory (runner + kernels): {peak / 2**30:.2f} GiB", flush=True)
     for name, error in outcome.failed.items():
         print(f"FAILED {name}: {error}\n  see {units[name].output}", file=sys.stderr)
     if outcome.failed:
         return 1
-    if len(outcome.executed) + len(outcome.skipped) < len(units):
+    if not finished or pending:
         print("stopped before the end (--max-units); run again to resume", flush=True)
         return 0
     if not args.no_book:
@@ -74,9 +94,10 @@ def command_run(args) -> int:
 
 def command_book(args, profile=None, units=None, root=None) -> int:
     """Build the book from the executed notebooks of a profile."""
+    pending = []
     if profile is None:
-        profile, units, root = plan(args.profile, args.results, args.threads)
-    missing = [u.name for u in units.values() if not u.complete(root)]
+        profile, units, root, pending = plan(args.profile, args.results, args.threads)
+    missing = [u.name for u in units.values() if not u.complete(root)] + pending
     if missing:
         print(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
               f"run `ocular-study run --profile {profile.name}` first", file=sys.stderr)
@@ -111,7 +132,7 @@ def command_train(args) -> int:
     from ..data.prepare import prepare_data
     from ..training.recipes import BaseConfig, train_base_model
 
-    profile, units, root = plan(args.profile, args.results, args.threads)
+    profile, units, root, _ = plan(args.profile, args.results, args.threads)
     name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
     if name not in units:
         raise SystemExit(f"profile {profile.name} has no unit {name!r} (units: {sorted(units)})")
@@ -132,8 +153,8 @@ def command_train(args) -> int:
                          progress="bar")
     else:
         train_student(data, root / params["teacher_dir"], run_dir, params["student"], params["loss"],
-                      DistillationConfig.from_dict(params["distillation"]), device=device, seed=settings.seed,
-                      progress="bar")
+                      DistillationConfig.from_dict(params["distillation"]), params["budget"], device=device,
+                      seed=settings.seed, progress="bar")
     if distributed.is_main():
         print(f"trained {name} in {run_dir}; `ocular-study run --profile {profile.name}` now evaluates it")
     return 0

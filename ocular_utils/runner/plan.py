@@ -1,16 +1,27 @@
 """Turn a profile into the study's grid: one unit per notebook execution, in dependency order.
 
-data -> base -> (pruning cells, distillation cells) -> latency -> chapters. Each unit's key hashes
-its parameters (upstream run folders included) and the code version, so changing anything
-upstream re-runs exactly what depends on it, and nothing else.
+data -> base -> (pruning cells, distillation cells) -> latency -> extra seeds -> chapters. Each
+unit's key hashes its parameters (upstream run folders included) and the code version, so changing
+anything upstream re-runs exactly what depends on it, and nothing else.
+
+Every compressed model and student gets the profile's matched budget (``budget`` section). The
+headline runs (every method at the headline ratio, every student) go on past it to twice the
+budget; the others are checked for convergence between half the budget and the budget. The plan
+is built in rounds: once the headline runs are complete,
+the models that get extra seeds (layer_weight, the best unstructured and the best channel method
+at the headline ratio, the best student with and without teacher; best by *validation* EER) are
+chosen from their records, and the chapters follow those seeds.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..report.records import code_version, is_complete, run_key
+from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
+from ..report.comparison import PAPER_METHOD, VERDICT_REPLICATES
+from ..report.records import code_version, is_complete, read_record, run_key
 from .profiles import Profile
 
 NOTEBOOKS = {
@@ -22,6 +33,7 @@ NOTEBOOKS = {
     "pruning_results": "pruning_results.ipynb",
     "distillation_results": "distillation_results.ipynb",
     "comparison": "comparison.ipynb",
+    "timing": "timing.ipynb",
 }
 
 
@@ -59,6 +71,7 @@ class Planner:
 
     def __init__(self, profile: Profile, project_root: Path, results: str = "results", threads: int | None = None):
         self.profile = profile
+        self.pending: list[str] = []  # what a later round will plan (e.g. extra seeds), for the status line
         self.root = project_root
         self.base = Path(results) / profile.name
         self.threads_override = threads
@@ -103,31 +116,85 @@ class Planner:
         return data
 
     def build(self) -> dict[str, Unit]:
-        """All units of the profile, keyed by name, in a valid execution order."""
+        """All units of the profile that can be planned now, keyed by name, in a valid execution order."""
         p, data = self.profile, self.data()
         measured = {"backbone": p.base.backbone, "train": {"batch_size": p.base.train.batch_size}}  # what data times
         self.add("data", "data", {"data": data, "base": measured, **self.settings("data")}, chapter="data")
         base = self.add("base", "base", {"data": data, "base": p.base.to_dict(), **self.settings("base")},
                         deps=["data"], chapter="train_base")
-        prune_units = [self.add(f"prune/{method}-{ratio:g}x", "prune",
-                                {"data": data, "base_dir": str(base.run_dir), "method": method, "compression": ratio,
-                                 "pruning": p.pruning.recipe(), **self.settings("prune")}, deps=["base"])
-                       for method in p.pruning.methods for ratio in p.pruning.compressions]
-        kd_units = [self.add(f"distill/{student}-{loss}", "distill",
-                             {"data": data, "teacher_dir": str(base.run_dir), "student": student, "loss": loss,
-                              "distillation": p.distillation.recipe(), **self.settings("distill")}, deps=["base"])
-                    for student in p.distillation.students for loss in p.distillation.losses]
+        prune_units = [self.prune_unit(base, method, ratio) for method in p.pruning.methods
+                       for ratio in p.pruning.compressions]
+        kd_units = [self.student_unit(base, student, loss) for student in p.distillation.students
+                    for loss in p.distillation.losses]
         model_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
         model_deps = ["base"] + [u.name for u in prune_units + kd_units]
         latency = self.add("latency", "latency", {"runs": model_runs, "latency": p.latency.to_dict(),
                                                   "device_csv_dir": "data", **self.settings("latency")},
                            deps=model_deps, chapter="latency")
+        seeds = self.seed_units(base, prune_units, kd_units)
+        if seeds is None:
+            self.pending.append("extra seeds and chapters: planned once the headline runs are complete")
+            return self.units
+        prune_units, kd_units = prune_units + seeds[0], kd_units + seeds[1]
         self.add("pruning_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in prune_units]},
                  deps=["base"] + [u.name for u in prune_units], chapter="pruning_results",
                  notebook_kind="pruning_results")
-        self.add("distillation_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in kd_units]},
+        self.add("distillation_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in kd_units],
+                                                     "replicates": p.replicates},
                  deps=["base"] + [u.name for u in kd_units], chapter="distillation_results",
                  notebook_kind="distillation_results")
-        self.add("comparison", "chapter", {"runs": model_runs, "latency_dir": str(latency.run_dir)},
-                 deps=model_deps + ["latency"], chapter="comparison", notebook_kind="comparison")
+        all_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
+        all_deps = ["base"] + [u.name for u in prune_units + kd_units]
+        self.add("comparison", "chapter", {"runs": all_runs, "latency_dir": str(latency.run_dir),
+                                           "headline": p.budget.headline_ratio,
+                                           "replicates": max(p.replicates, VERDICT_REPLICATES)},
+                 deps=all_deps + ["latency"], chapter="comparison", notebook_kind="comparison")
+        self.add("timing", "chapter", {"runs": all_runs + [str(self.units["data"].run_dir), str(latency.run_dir)]},
+                 deps=all_deps + ["data", "latency"], chapter="timing", notebook_kind="timing")
         return self.units
+
+    def prune_unit(self, base: Unit, method: str, ratio: float, seed: int | None = None) -> Unit:
+        """One pruning cell (with ``seed``: an extra seed of it, at the budget only)."""
+        p = self.profile
+        extended = seed is None and math.isclose(ratio, p.budget.headline_ratio)
+        settings = self.settings("prune") | ({} if seed is None else {"seed": seed})
+        name = f"prune/{method}-{ratio:g}x" + ("" if seed is None else f"-seed{seed}")
+        return self.add(name, "prune", {"data": self.data(), "base_dir": str(base.run_dir), "method": method,
+                                        "compression": ratio, "pruning": p.pruning.recipe(),
+                                        "budget": p.budget.for_run(extended, ratio), **settings}, deps=["base"])
+
+    def student_unit(self, base: Unit, student: str, loss: str, seed: int | None = None) -> Unit:
+        """One student (with ``seed``: an extra seed of it, at the budget only)."""
+        p = self.profile
+        settings = self.settings("distill") | ({} if seed is None else {"seed": seed})
+        name = f"distill/{student}-{loss}" + ("" if seed is None else f"-seed{seed}")
+        return self.add(name, "distill", {"data": self.data(), "teacher_dir": str(base.run_dir), "student": student,
+                                          "loss": loss, "distillation": p.distillation.recipe(),
+                                          "budget": p.budget.for_run(seed is None), **settings}, deps=["base"])
+
+    def seed_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit]):
+        """``(pruning seeds, student seeds)`` of the headline models, or ``None`` until their runs are complete."""
+        p = self.profile
+        if not p.budget.seeds:
+            return [], []
+        headline = [u for u in prune_units if math.isclose(u.params["compression"], p.budget.headline_ratio)]
+        candidates = headline + kd_units
+        records = {u.name: read_record(self.root / u.run_dir) for u in candidates}
+        if any(r is None for r in records.values()):
+            return None
+
+        def best(units: list[Unit]) -> Unit | None:
+            scored = [u for u in units if records[u.name]["metrics"].get("validation_eer") is not None]
+            return min(scored, key=lambda u: records[u.name]["metrics"]["validation_eer"]) if scored else None
+
+        chosen = [u for u in headline if u.params["method"] == PAPER_METHOD]
+        for family in (UNSTRUCTURED, CHANNEL):
+            chosen.append(best([u for u in headline if get_method(u.params["method"]).family == family]))
+        for teacher in (True, False):
+            chosen.append(best([u for u in kd_units if (u.params["loss"] == "none") != teacher]))
+        chosen = [self.units[name] for name in dict.fromkeys(u.name for u in chosen if u is not None)]
+        prune_seeds = [self.prune_unit(base, u.params["method"], u.params["compression"], seed)
+                       for u in chosen if u.kind == "prune" for seed in p.budget.seeds]
+        kd_seeds = [self.student_unit(base, u.params["student"], u.params["loss"], seed)
+                    for u in chosen if u.kind == "distill" for seed in p.budget.seeds]
+        return prune_seeds, kd_seeds

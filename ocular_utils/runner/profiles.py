@@ -4,7 +4,9 @@ Each section is a dataclass beside the code that uses it and holds the one copy 
 ``data`` (:class:`~ocular_utils.data.prepare.DataConfig`), ``base``
 (:class:`~ocular_utils.training.recipes.BaseConfig`), ``pruning``
 (:class:`~ocular_utils.compression.registry.PruningConfig`), ``distillation``
-(:class:`~ocular_utils.compression.distillation.DistillationConfig`), ``latency``
+(:class:`~ocular_utils.compression.distillation.DistillationConfig`), ``budget`` (the matched
+training budget of every compressed model and student:
+:class:`~ocular_utils.training.budget.BudgetConfig`), ``latency``
 (:class:`~ocular_utils.deployment.latency.LatencyConfig`). A profile file writes down only what
 differs from the defaults; unknown keys are rejected with the list of known ones.
 """
@@ -22,6 +24,7 @@ from ..core.environment import RunSettings
 from ..core.paths import PACKAGE_DIR
 from ..data.prepare import DataConfig
 from ..deployment.latency import LatencyConfig
+from ..training.budget import BudgetConfig
 from ..training.recipes import BaseConfig
 
 PROFILE_DIR = PACKAGE_DIR / "profiles"
@@ -43,6 +46,7 @@ class Profile(Settings):
     base: BaseConfig = field(default_factory=BaseConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)  # matched for pruning and students
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     source: str | None = None  # the YAML file it was read from
 

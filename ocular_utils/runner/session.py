@@ -28,6 +28,7 @@ from ..models.files import load_model, save_model, verify_reload
 from ..models.networks import deployed_network
 from ..report.records import Record, write_record
 from ..report.tables import synthetic_banner
+from ..training.budget import RunBudget, along_the_way, convergence
 from ..training.loop import TrainResult
 from ..training.recipes import BaseConfig
 from ..verification.scoring import Evaluation, save_scores
@@ -37,13 +38,13 @@ from ..verification.scoring import Evaluation, save_scores
 PARAMETERS = {
     "data": ("data", "base"),
     "base": ("data", "base"),
-    "prune": ("data", "base_dir", "method", "compression", "pruning"),
-    "distill": ("data", "teacher_dir", "student", "loss", "distillation"),
+    "prune": ("data", "base_dir", "method", "compression", "pruning", "budget"),
+    "distill": ("data", "teacher_dir", "student", "loss", "distillation", "budget"),
     "latency": ("runs", "results_dir", "latency", "device_csv_dir"),
 }
 RUN_PARAMETERS = ("seed", "threads", "device", "replicates", "run_dir")
 SECTIONS = {"base": BaseConfig, "pruning": PruningConfig, "distillation": DistillationConfig,
-            "latency": LatencyConfig}
+            "latency": LatencyConfig, "budget": RunBudget}
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Run:
     pruning: PruningConfig | None = None
     distillation: DistillationConfig | None = None
     latency: LatencyConfig | None = None
+    budget: RunBudget | None = None
     data: StudyData | None = None
     timings: dict = field(default_factory=dict)
 
@@ -105,13 +107,31 @@ class Run:
             save_scores(evaluation, self.run_dir)
         cost = cost or model_cost(deployed_network(model), self.data.image_size)
         reference = reference_params or cost["params"]
+        budget = self.budget_details(result)
         return self.write_record(
             family=family, achieved_compression=reference / cost["nonzero_params"],
-            training_images=int(result.history["images"].sum()) if len(result.history) else 0,
-            metrics=evaluation.report | (extra_metrics or {}), model=cost | files | {"reference_params": reference},
+            training_images=budget.pop("images"),
+            converged=budget["convergence"]["converged"] if budget["convergence"] else None,
+            metrics=evaluation.report | budget.pop("metrics") | (extra_metrics or {}),
+            model=cost | files | {"reference_params": reference},
             details={"history": result.history.to_dict("records"), "reload": reload,
                      "subsets": evaluation.subsets.to_dict("records"),
-                     "split": self.data.split.sizes().to_dict("records")} | (details or {}), **identity)
+                     "split": self.data.split.sizes().to_dict("records")} | budget | (details or {}), **identity)
+
+    def budget_details(self, result: TrainResult) -> dict:
+        """The record's budget: images, the selected validation EER, the points along the way and convergence."""
+        if self.budget is None:  # the base: its epochs are its budget
+            images = int(result.history["images"].sum()) if len(result.history) else 0
+            val = result.best_metric
+            return {"images": images, "metrics": {} if val is None else {"validation_eer": val},
+                    "along_the_way": [], "convergence": None}
+        along = along_the_way(result.history)
+        at_budget = along[along["point"] == 1.0]
+        return {"images": self.budget.images,
+                "metrics": {"validation_eer": float(at_budget["selected_val_eer"].iloc[0])} if len(at_budget) else {},
+                "along_the_way": along.to_dict("records"),
+                "convergence": convergence(self.run_dir, self.budget.images, self.settings.replicates,
+                                           self.data.config.seed)}
 
     def write_record(self, synthetic: bool | None = None, **fields) -> Record:
         """Write this run's :class:`Record` (its kind, parameters, seed and timings, plus ``fields``); return it."""
