@@ -204,7 +204,8 @@ def paper_verdicts(comparisons: pd.DataFrame, models: pd.DataFrame) -> pd.DataFr
     for (finding, group), rows in comparisons.groupby(["finding", "group"], sort=False):
         better = rows["finding holds"] & (rows["difference"] < 0)  # a has the lower EER, measurably
         worse = rows["finding holds"] & (rows["difference"] > 0)
-        blocking = "; ".join(f"{r['b']}: {r['why not']}" for _, r in rows[~rows["finding holds"]].iterrows())
+        blocking = "; ".join(f"{r['a']} vs {r['b']}: {r['why not']}"
+                             for _, r in rows[~rows["finding holds"]].iterrows())
         if finding == "best_ratio":
             at, beyond = rows.iloc[0], rows.iloc[1] if len(rows) > 1 else None
             if worse.iloc[0]:
@@ -219,7 +220,7 @@ def paper_verdicts(comparisons: pd.DataFrame, models: pd.DataFrame) -> pd.DataFr
         elif better.all():
             verdict, reason = "agree", f"measurably better than all {len(rows)} partners"
         else:
-            verdict, reason = "inconclusive", "no finding against " + blocking
+            verdict, reason = "inconclusive", "no finding: " + blocking
         out.append(_verdict_row(finding, group, verdict, rows, reason))
     out += latency_verdicts(models)
     for finding in PAPER_FINDINGS:

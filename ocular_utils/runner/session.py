@@ -129,7 +129,7 @@ class Run:
         at_budget = along[along["point"] == 1.0]
         return {"images": self.budget.images,
                 "metrics": {"validation_eer": float(at_budget["selected_val_eer"].iloc[0])} if len(at_budget) else {},
-                "along_the_way": along.to_dict("records"),
+                "along_the_way": along.astype(object).where(along.notna(), None).to_dict("records"),
                 "convergence": convergence(self.run_dir, self.budget.images, self.settings.replicates,
                                            self.data.config.seed)}
 
