@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -114,6 +115,17 @@ def read_record(run_dir: str | Path) -> dict | None:
         return None
     record = json.loads(path.read_text())
     return record if record.get("status") == "complete" else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _details(run_dir: str, modified: float) -> dict:
+    return (read_record(run_dir) or {}).get("details") or {}
+
+
+def read_details(run_dir: str | Path) -> dict:
+    """The ``details`` of a run's complete record ({} if none); read once per version of the file."""
+    path = Path(run_dir) / RECORD
+    return _details(str(run_dir), path.stat().st_mtime if path.is_file() else 0.0)
 
 
 def is_complete(run_dir: str | Path) -> bool:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..core.paths import resolve
 from ..verification.scoring import load_scores
-from .records import TYPED_COLUMNS, display_label, load_records, read_record
+from .records import TYPED_COLUMNS, display_label, load_records, read_details
 
 HEADLINE = ("eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001")
 MODEL_KINDS = ("base", "prune", "distill")
@@ -189,8 +189,7 @@ class StudyResults:
         """Test EER at each point along the way of the runs that went past their budget, with a display group."""
         rows = []
         for _, model in self.models.iterrows():
-            record = read_record(model["run_dir"]) or {}
-            for point in record.get("details", {}).get("along_the_way", []):
+            for point in read_details(model["run_dir"]).get("along_the_way", []):
                 if point.get("test_eer") is None:
                     continue
                 rows.append({"group": _curve_group(model, headline), "label": model["label"],
@@ -203,7 +202,7 @@ class StudyResults:
         """Per run checked for convergence: EER change from the budget to twice it, its interval, the verdict."""
         rows = []
         for _, model in self.all_models.iterrows():
-            check = ((read_record(model["run_dir"]) or {}).get("details", {}) or {}).get("convergence")
+            check = read_details(model["run_dir"]).get("convergence")
             if check:
                 rows.append({"model": model["label"], "seed": model["seed"], "family": model["family"],
                              "budget": check["images"], "doubled to": check.get("doubled_to"),
