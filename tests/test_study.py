@@ -79,6 +79,12 @@ def test_smoke_study_resumes_after_a_kill_and_builds_the_book(tmp_path):
         assert after[name] == created, f"{name} was run again"
     units = Planner(load_profile("smoke"), ROOT, str(results)).build()
     assert all(u.complete(ROOT) for u in units.values())
+    routes = {u.params["route"]: json.loads((ROOT / u.run_dir / "record.json").read_text())
+              for u in units.values() if u.kind == "quantize"}
+    combined = routes["student+channel+int8"]  # student -> channel pruning -> fine-tuning -> int8, end to end
+    assert combined["details"]["steps"][-1] == "int8" and combined["metrics"]["eer"] is not None
+    assert all(r["details"]["calibration"]["split"] == "train" for r in routes.values())
+    assert all(r["model"]["int8_pte_bytes"] < r["model"]["fp32_pte_bytes"] for r in routes.values())
     html = ROOT / "_build" / "smoke" / "_build" / "html"
     assert (html / "index.html").is_file()
     assert check_book(html) >= 10

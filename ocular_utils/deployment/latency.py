@@ -228,8 +228,13 @@ def export_coreml_runs(models: pd.DataFrame, input_size: tuple[int, int], export
     return pd.DataFrame(rows, columns=["run", "input", "runtime", "file_bytes"])
 
 
-def save_latency_table(eager: pd.DataFrame, bench: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Write every model's eager timing (scope ``all models``) and the runtime benchmark (``representative``) to CSV."""
-    table = pd.concat([eager.assign(scope="all models"), bench.assign(scope="representative")], ignore_index=True)
+def save_latency_table(eager: pd.DataFrame, bench: pd.DataFrame, path: str | Path,
+                       routes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Write every model's eager timing (scope ``all models``), the runtime benchmark (``representative``) and
+    the quantization routes' artifacts (``routes``, with a ``precision`` column) to one CSV."""
+    frames = [eager.assign(scope="all models"), bench.assign(scope="representative")]
+    if routes is not None and len(routes):
+        frames.append(routes.assign(scope="routes"))
+    table = pd.concat(frames, ignore_index=True)
     atomic_write_bytes(Path(path), table.to_csv(index=False).encode())
     return table

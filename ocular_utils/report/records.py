@@ -21,7 +21,7 @@ from ..core.environment import describe_machine
 from ..core.paths import PACKAGE_DIR
 
 RECORD = "record.json"
-KINDS = ("data", "base", "prune", "distill", "latency", "chapter")
+KINDS = ("data", "base", "prune", "distill", "quantize", "latency", "chapter")
 
 
 def code_version(extra_files: list[str | Path] = ()) -> str:

@@ -115,6 +115,23 @@ def command_status(args) -> int:
     return command_run(args)
 
 
+def command_export(args) -> int:
+    """Write the phone kit: the completed routes' .pte/.onnx files and a manifest (ocular_utils.deployment.kit)."""
+    from ..deployment.kit import write_phone_kit
+
+    profile, units, root, _ = plan(args.profile, args.results)
+    routes = [u for u in units.values() if u.kind == "quantize"]
+    missing = [u.name for u in routes if not u.complete(root)]
+    if not routes or missing:
+        raise SystemExit(f"ocular-study: error: the phone kit needs the profile's quantization routes complete "
+                         f"({len(missing)} of {len(routes)} missing, e.g. {missing[:2]}); run the study first")
+    out = root / (args.out or f"exports/{profile.name}")
+    manifest = write_phone_kit([u.run_dir for u in routes], out)
+    print(f"phone kit: {len(list(out.glob('*.pte')))} .pte and {len(list(out.glob('*.onnx')))} .onnx files, "
+          f"manifest {manifest}")
+    return 0
+
+
 def command_profiles(args) -> int:
     """List the shipped profiles, or print one resolved profile (every default filled in) as YAML."""
     if args.show:
@@ -192,6 +209,10 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list a profile's units and which are complete")
     common(st)
     st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False)
+    ex = sub.add_parser("export", help="write the phone kit: the routes' .pte/.onnx files and a manifest")
+    common(ex)
+    ex.add_argument("--out", default=None, help="folder, relative to the project (default: exports/<profile>)")
+    ex.set_defaults(func=command_export)
     pr = sub.add_parser("profiles", help="list the shipped profiles, or show one with every default filled in")
     pr.add_argument("--show", metavar="PROFILE", default=None, help="profile name or .yml path to print resolved")
     pr.set_defaults(func=command_profiles)

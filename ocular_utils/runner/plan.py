@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
+from ..compression.routes import get_route
 from ..report.comparison import PAPER_METHOD, VERDICT_REPLICATES
 from ..report.records import code_version, is_complete, read_record, run_key
 from .profiles import Profile
@@ -34,6 +35,8 @@ NOTEBOOKS = {
     "distillation_results": "distillation_results.ipynb",
     "comparison": "comparison.ipynb",
     "timing": "timing.ipynb",
+    "quantize": "quantize.ipynb",
+    "phone": "phone.ipynb",
 }
 
 
@@ -128,9 +131,12 @@ class Planner:
                     for loss in p.distillation.losses]
         model_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
         model_deps = ["base"] + [u.name for u in prune_units + kd_units]
+        route_parents, quantized = self.route_units(base, prune_units, kd_units)
         latency = self.add("latency", "latency", {"runs": model_runs, "latency": p.latency.to_dict(),
-                                                  "device_csv_dir": "data", **self.settings("latency")},
-                           deps=model_deps, chapter="latency")
+                                                  "device_csv_dir": "data",
+                                                  "quantized_runs": [str(u.run_dir) for u in quantized],
+                                                  **self.settings("latency")},
+                           deps=model_deps + [u.name for u in quantized], chapter="latency")
         seeds = self.seed_units(base, prune_units, kd_units)
         if seeds is None:
             self.pending.append("extra seeds and chapters: planned once the headline runs are complete")
@@ -149,8 +155,16 @@ class Planner:
                                            "headline": p.budget.headline_ratio,
                                            "replicates": max(p.replicates, VERDICT_REPLICATES)},
                  deps=all_deps + ["latency"], chapter="comparison", notebook_kind="comparison")
-        self.add("timing", "chapter", {"runs": all_runs + [str(self.units["data"].run_dir), str(latency.run_dir)]},
-                 deps=all_deps + ["data", "latency"], chapter="timing", notebook_kind="timing")
+        phone_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units, *route_parents, *quantized]]
+        route_deps = [u.name for u in route_parents + quantized]
+        self.add("phone", "chapter", {"runs": phone_runs, "latency_dir": str(latency.run_dir),
+                                      "device_csv_dir": "data", "replicates": max(p.replicates, VERDICT_REPLICATES)},
+                 deps=all_deps + route_deps + ["latency"], chapter="phone",
+                 notebook_kind="phone")
+        timed = [str(u.run_dir) for u in route_parents + quantized]
+        self.add("timing", "chapter", {"runs": all_runs + timed + [str(self.units["data"].run_dir),
+                                                                    str(latency.run_dir)]},
+                 deps=all_deps + route_deps + ["data", "latency"], chapter="timing", notebook_kind="timing")
         return self.units
 
     def prune_unit(self, base: Unit, method: str, ratio: float, seed: int | None = None) -> Unit:
@@ -171,6 +185,44 @@ class Planner:
         return self.add(name, "distill", {"data": self.data(), "teacher_dir": str(base.run_dir), "student": student,
                                           "loss": loss, "distillation": p.distillation.recipe(),
                                           "budget": p.budget.for_run(seed is None), **settings}, deps=["base"])
+
+    def route_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit]) -> tuple[list[Unit], list[Unit]]:
+        """``(new parent units, quantization units)`` of the profile's compression routes.
+
+        Each route quantizes each of its parents (:data:`ocular_utils.compression.routes.PARENTS`);
+        the student+channel route first channel-prunes and fine-tunes each student (new prune units).
+        """
+        p, q = self.profile, self.profile.quantization
+        headline = [u for u in prune_units if math.isclose(u.params["compression"], p.budget.headline_ratio)]
+        students = [u for u in kd_units if u.params["loss"] == q.student_loss]
+        needs_pruned_students = any(get_route(name).parents == "student_channel" for name in q.routes)
+        pruned_students = [self.student_prune_unit(s) for s in students] if needs_pruned_students else []
+        parents_of = {
+            "base": [base],
+            "channel": [u for u in headline if get_method(u.params["method"]).family == CHANNEL],
+            "unstructured": [u for u in headline if u.params["method"] == PAPER_METHOD],
+            "student": students,
+            "student_channel": pruned_students,
+        }
+        quantized = []
+        for name in q.routes:
+            for parent in parents_of[get_route(name).parents]:
+                quantized.append(self.add(
+                    f"quantize/{name}-{parent.name.split('/', 1)[-1]}", "quantize",
+                    {"data": self.data(), "parent_dir": str(parent.run_dir), "route": name,
+                     "quantization": q.recipe(), "input_sizes": p.latency.input_sizes,
+                     **self.settings("quantize")}, deps=[parent.name]))
+        return pruned_students, quantized
+
+    def student_prune_unit(self, student: Unit) -> Unit:
+        """A distilled student channel-pruned and fine-tuned at the matched budget (for student+channel+int8)."""
+        p, q = self.profile, self.profile.quantization
+        ratio = q.student_channel_compression
+        name = f"prune/{student.params['student']}-{student.params['loss']}-{q.student_channel_method}-{ratio:g}x"
+        return self.add(name, "prune", {"data": self.data(), "base_dir": str(student.run_dir),
+                                        "method": q.student_channel_method, "compression": ratio,
+                                        "pruning": p.pruning.recipe(), "budget": p.budget.for_run(False),
+                                        **self.settings("prune")}, deps=[student.name])
 
     def seed_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit]):
         """``(pruning seeds, student seeds)`` of the headline models, or ``None`` until their runs are complete."""

@@ -7,7 +7,8 @@ Each section is a dataclass beside the code that uses it and holds the one copy 
 (:class:`~ocular_utils.compression.distillation.DistillationConfig`), ``budget`` (the matched
 training budget of every compressed model and student:
 :class:`~ocular_utils.training.budget.BudgetConfig`), ``latency``
-(:class:`~ocular_utils.deployment.latency.LatencyConfig`). A profile file writes down only what
+(:class:`~ocular_utils.deployment.latency.LatencyConfig`), ``quantization`` (int8 and the combined
+routes: :class:`~ocular_utils.deployment.quantize.QuantizationConfig`). A profile file writes down only what
 differs from the defaults; unknown keys are rejected with the list of known ones.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..core.environment import RunSettings
 from ..core.paths import PACKAGE_DIR
 from ..data.prepare import DataConfig
 from ..deployment.latency import LatencyConfig
+from ..deployment.quantize import QuantizationConfig
 from ..training.budget import BudgetConfig
 from ..training.recipes import BaseConfig
 
@@ -48,6 +50,7 @@ class Profile(Settings):
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)  # matched for pruning and students
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)  # int8 and combined routes
     source: str | None = None  # the YAML file it was read from
 
     def __post_init__(self):

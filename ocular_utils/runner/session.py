@@ -23,6 +23,7 @@ from ..core.paths import resolve
 from ..data.images import iterate_images
 from ..data.prepare import StudyData, prepare_data
 from ..deployment.latency import LatencyConfig
+from ..deployment.quantize import QuantizationConfig
 from ..models.counting import model_cost, parameter_counts
 from ..models.files import load_model, save_model, verify_reload
 from ..models.networks import deployed_network
@@ -40,11 +41,12 @@ PARAMETERS = {
     "base": ("data", "base"),
     "prune": ("data", "base_dir", "method", "compression", "pruning", "budget"),
     "distill": ("data", "teacher_dir", "student", "loss", "distillation", "budget"),
-    "latency": ("runs", "results_dir", "latency", "device_csv_dir"),
+    "latency": ("runs", "results_dir", "latency", "device_csv_dir", "quantized_runs"),
+    "quantize": ("data", "parent_dir", "route", "quantization", "input_sizes"),
 }
 RUN_PARAMETERS = ("seed", "threads", "device", "replicates", "run_dir")
 SECTIONS = {"base": BaseConfig, "pruning": PruningConfig, "distillation": DistillationConfig,
-            "latency": LatencyConfig, "budget": RunBudget}
+            "latency": LatencyConfig, "budget": RunBudget, "quantization": QuantizationConfig}
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Run:
     pruning: PruningConfig | None = None
     distillation: DistillationConfig | None = None
     latency: LatencyConfig | None = None
+    quantization: QuantizationConfig | None = None
     budget: RunBudget | None = None
     data: StudyData | None = None
     timings: dict = field(default_factory=dict)

@@ -103,7 +103,14 @@ def evaluate(model: torch.nn.Module, store: ImageStore, frame: pd.DataFrame, tri
     """Verification metrics of ``model`` on the images of ``frame`` (trials built if not given)."""
     if trials is None:
         trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
-    embeddings = embed_images(model, store, frame, device)
+    return evaluate_embeddings(embed_images(model, store, frame, device), frame, trials, replicates, seed)
+
+
+def evaluate_embeddings(embeddings: np.ndarray, frame: pd.DataFrame, trials: pd.DataFrame,
+                        replicates: int = RunSettings.replicates, seed: int = 0) -> Evaluation:
+    """Verification metrics of given embeddings of ``frame``'s images (e.g. computed by a mobile runtime)."""
+    if len(embeddings) != len(frame):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(frame)} images")
     scores = score_trials(embeddings, trials)
     report = verification_report(scores, trials["genuine"].to_numpy(), trials["probe_subject"].to_numpy(),
                                  replicates=replicates, seed=seed)
@@ -135,6 +142,11 @@ def evaluate_on_test(model: torch.nn.Module, data, device, replicates: int) -> E
     """Verification metrics of ``model`` on the test trials of ``data`` (a StudyData), subject-bootstrap intervals."""
     return evaluate(model, data.store, data.split.test, data.trials, eyes=data.split.eyes, device=device,
                     replicates=replicates, seed=data.config.seed)
+
+
+def evaluate_embeddings_on_test(embeddings: np.ndarray, data, replicates: int) -> Evaluation:
+    """Verification metrics of embeddings of the test images of ``data`` (a StudyData), in their order."""
+    return evaluate_embeddings(embeddings, data.split.test, data.trials, replicates, data.config.seed)
 
 
 def save_scores(evaluation: Evaluation, run_dir: str | Path, name: str = "scores.npz") -> Path:

@@ -1,0 +1,195 @@
+"""The phone chapter's tables: every deployable model on the phone axes, budgets relative to the base, the verdict.
+
+One row per deployable model: each route's parent (fp32: the base, channel- and unstructured-pruned
+ResNet50s, students, pruned students) and its int8 version, with the EER measured through the
+runtime, the paired EER difference to the base on the same trials, the ExecuTorch latency (batch 1)
+at each input and the ``.pte`` size. Categories: pruning, distillation, quantization (int8 of the
+base) and combination (int8 of a compressed model, or a pruned student).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.paths import resolve
+from ..verification.paired import holm, paired_difference
+from ..verification.scoring import load_trial_scores
+from .comparison import ALPHA
+from .records import display_label, read_record
+
+BUDGETS = (("latency", 1 / 4), ("latency", 1 / 10), ("size", 1 / 8))  # fractions of the fp32 base (ExecuTorch)
+TARGETS = {"int8_speedup_224": 2.5, "int8_size_ratio": 3.9, "int8_eer_points": 0.5, "route_speedup": 10.0,
+           "route_eer_points": 1.0}
+
+
+def _category(parent: dict, precision: str) -> str:
+    kind = parent["kind"]
+    compressed = kind != "base"
+    pruned_student = kind == "prune" and read_record(resolve(parent["params"]["base_dir"]))["kind"] == "distill"
+    if precision == "int8":
+        return "combination" if compressed else "quantization"
+    if pruned_student:
+        return "combination"
+    return {"base": "base", "prune": "pruning", "distill": "distillation"}[kind]
+
+
+def _label(parent: dict) -> str:
+    """A model's display label; a pruned student names its student too."""
+    if parent["kind"] == "prune":
+        upstream = read_record(resolve(parent["params"]["base_dir"]))
+        if upstream["kind"] == "distill":
+            return f"{display_label(upstream)}, {display_label(parent)}"
+    return display_label(parent)
+
+
+def route_models(quantized_runs, latency_table: pd.DataFrame, study_input: str) -> pd.DataFrame:
+    """One row per deployable model (each route's fp32 parent and its int8 version) with its phone axes."""
+    timed = latency_table[latency_table["scope"] == "routes"]
+    rows = []
+    for run_dir in quantized_runs:
+        record = read_record(resolve(run_dir))
+        parent_dir = record["params"]["parent_dir"]
+        parent = read_record(resolve(parent_dir))
+        run = Path(run_dir).name
+        for precision in ("fp32", "int8"):
+            times = timed[(timed["run"] == run) & (timed["precision"] == precision)]
+            executorch = times[times["runtime"] == "executorch"].set_index("input")["median_ms"]
+            onnx = times[times["runtime"] == "onnxruntime"].set_index("input")["median_ms"]
+            eager = times[times["runtime"] == "eager"].set_index("input")["median_ms"]
+            source = parent if precision == "fp32" else record
+            label = _label(parent) + (" int8" if precision == "int8" else "")
+            runtime = [r for r in record["details"]["runtimes"] if r["runtime"] == "executorch"][0]
+            rows.append({
+                "label": label, "route": record["details"]["route"], "category": _category(parent, precision),
+                "precision": precision, "backbone": parent.get("backbone"),
+                "scores": str(resolve(parent_dir if precision == "fp32" else run_dir)),
+                "eer": source["metrics"]["eer"], "eer_ci_low": source["metrics"].get("eer ci_low"),
+                "eer_ci_high": source["metrics"].get("eer ci_high"),
+                "converged": parent.get("converged") if parent["kind"] != "base" else None,
+                "params": record["model"]["params"],
+                "executorch_ms": executorch.get(study_input, np.nan),
+                "executorch_224_ms": executorch.get("224x224", np.nan),
+                "onnxruntime_ms": onnx.get(study_input, np.nan),
+                "eager_ms": eager.get(study_input, np.nan) if precision == "fp32" else np.nan,
+                "pte_mb": record["model"][f"{precision}_pte_bytes"] / 1e6,
+                "onnx_mb": record["model"][f"{precision}_onnx_bytes"] / 1e6,
+                "sparse_int8_mb": (record["model"].get("sparse_int8_bytes") or np.nan) / 1e6
+                if precision == "int8" else np.nan,
+                "min_cosine": runtime["min_cosine"] if precision == "int8" else np.nan,
+                "int8_vs_fp32": runtime["difference"] if precision == "int8" else np.nan,
+            })
+    return pd.DataFrame(rows).drop_duplicates("scores").reset_index(drop=True)
+
+
+def with_base_differences(models: pd.DataFrame, replicates: int, seed: int = 0) -> pd.DataFrame:
+    """Add each model's paired EER difference to the fp32 base (same trials), its interval and Holm p."""
+    base = models[models["category"] == "base"]
+    if len(base) != 1:
+        raise ValueError(f"the phone table needs exactly one fp32 base row (found {len(base)}): is the int8 "
+                         "route in quantization.routes?")
+    reference = load_trial_scores(base["scores"].iloc[0])
+    rows = []
+    for _, model in models.iterrows():
+        scores = load_trial_scores(model["scores"])
+        if scores["trial_list"] != reference["trial_list"]:
+            raise ValueError(f"{model['label']} was scored on other trials than the base")
+        paired = paired_difference(scores["scores"], reference["scores"], reference["genuine"],
+                                   reference["subjects"], "eer", replicates, seed)
+        rows.append({"vs_base": paired.difference, "vs_base_low": paired.ci_low, "vs_base_high": paired.ci_high,
+                     "p": paired.p_value})
+    out = pd.concat([models, pd.DataFrame(rows, index=models.index)], axis=1)
+    others = out["category"] != "base"
+    out.loc[others, "p_holm"] = holm(out.loc[others, "p"].to_numpy())
+    base_row = out[~others].iloc[0]
+    out["speedup"] = base_row["executorch_ms"] / out["executorch_ms"]
+    out["speedup_224"] = base_row["executorch_224_ms"] / out["executorch_224_ms"]
+    out["size_ratio"] = base_row["pte_mb"] / out["pte_mb"]
+    return out
+
+
+def best_under_budgets(models: pd.DataFrame) -> pd.DataFrame:
+    """Per budget (a fraction of the fp32 base's ExecuTorch latency or ``.pte`` size), the lowest-EER model."""
+    rows = []
+    for axis, fraction in BUDGETS:
+        ratio = models["speedup"] if axis == "latency" else models["size_ratio"]
+        fits = models[ratio >= 1 / fraction - 1e-9]
+        budget = f"{axis} <= 1/{round(1 / fraction)} of the base"
+        if fits.empty:
+            rows.append({"budget": budget, "label": "no model fits"})
+            continue
+        best = fits.sort_values("eer").iloc[0]
+        rows.append({"budget": budget, "models that fit": len(fits)} | best[[
+            "label", "category", "eer", "vs_base", "vs_base_low", "vs_base_high", "p_holm", "speedup", "size_ratio",
+            "converged"]].to_dict())
+    return pd.DataFrame(rows)
+
+
+def category_verdict(models: pd.DataFrame, budget_speedup: float, replicates: int, seed: int = 0) -> dict:
+    """Which category gives the lowest EER at ``budget_speedup``x the base's speed: the best model of each
+    category that fits, paired against the overall best (Holm), and whether the answer stands."""
+    fits = models[(models["speedup"] >= budget_speedup) & (models["category"] != "base")]
+    if fits.empty:
+        return {"verdict": "no model", "text": f"no model is {budget_speedup:g}x faster than the base"}
+    best_per = fits.sort_values("eer").groupby("category", sort=False).head(1)
+    winner = best_per.iloc[0]
+    won = load_trial_scores(winner["scores"])
+    rows = []
+    for _, other in best_per.iloc[1:].iterrows():
+        scores = load_trial_scores(other["scores"])
+        paired = paired_difference(won["scores"], scores["scores"], won["genuine"], won["subjects"], "eer",
+                                   replicates, seed)
+        rows.append({"against": other["label"], "category": other["category"], "difference": paired.difference,
+                     "ci_low": paired.ci_low, "ci_high": paired.ci_high, "p": paired.p_value,
+                     "converged": other["converged"]})
+    table = pd.DataFrame(rows, columns=["against", "category", "difference", "ci_low", "ci_high", "p", "converged"])
+    if len(table):
+        table["p_holm"] = holm(table["p"].to_numpy())
+    reasons = []
+    if len(table) == 0:
+        reasons.append("only one category fits the budget")
+    elif not ((table["p_holm"] < ALPHA) & (table["ci_high"] < 0)).all():
+        reasons.append("not every paired difference is below 0 at Holm p < 0.05")
+    unconverged = [winner["label"]] if winner["converged"] is False else []
+    unconverged += list(table.loc[table["converged"].eq(False), "against"])
+    if unconverged:
+        reasons.append("not converged at the matched budget: " + ", ".join(unconverged))
+    verdict = "inconclusive" if reasons else winner["category"]
+    text = (f"Among models at least {budget_speedup:g}x faster than the base in ExecuTorch, {winner['label']} "
+            f"({winner['category']}) has the lowest EER, {100 * winner['eer']:.2f}%. ")
+    text += ("The answer stands: every other category's best is worse in the paired test." if not reasons else
+             "Verdict: inconclusive (" + "; ".join(reasons) + ").")
+    return {"verdict": verdict, "text": text, "winner": winner["label"], "table": table}
+
+
+def target_checks(models: pd.DataFrame) -> pd.DataFrame:
+    """The issue's targets, measured: int8 ResNet50 speed, size and EER; the best combined route's speed and EER."""
+    base_int8 = models[models["category"] == "quantization"]
+    fp32 = models[models["category"] == "base"]
+    rows = []
+    if len(base_int8) and len(fp32):
+        q, f = base_int8.iloc[0], fp32.iloc[0]
+        speedup = f["executorch_224_ms"] / q["executorch_224_ms"]
+        rows += [
+            {"target": "int8 base >= 2.5x faster than its fp32 .pte at 224x224",
+             "measured": "224x224 not timed (latency.input_sizes)" if np.isnan(speedup) else f"{speedup:.2f}x",
+             "met": None if np.isnan(speedup) else bool(speedup >= TARGETS["int8_speedup_224"])},
+            {"target": "int8 base .pte >= 3.9x smaller", "measured": f"{f['pte_mb'] / q['pte_mb']:.2f}x",
+             "met": bool(f["pte_mb"] / q["pte_mb"] >= TARGETS["int8_size_ratio"])},
+            {"target": "int8 base EER within +0.5 point of fp32 (paired interval)",
+             "measured": f"{100 * q['vs_base']:+.2f} points [{100 * q['vs_base_low']:+.2f}, "
+                         f"{100 * q['vs_base_high']:+.2f}]",
+             "met": bool(100 * q["vs_base_high"] <= TARGETS["int8_eer_points"])},
+        ]
+    combined = models[(models["category"] == "combination") & (models["speedup"] >= TARGETS["route_speedup"])]
+    if len(combined):
+        best = combined.sort_values("eer").iloc[0]
+        measured = (f"{best['label']}: {best['speedup']:.1f}x, {100 * best['vs_base']:+.2f} points "
+                    f"[{100 * best['vs_base_low']:+.2f}, {100 * best['vs_base_high']:+.2f}]")
+        met = bool(100 * best["vs_base"] <= TARGETS["route_eer_points"])
+    else:
+        measured, met = "no combined route is 10x faster than the base", False
+    rows.append({"target": "a combined route >= 10x faster than the fp32 base (study input) at <= +1 EER point",
+                 "measured": measured, "met": met})
+    return pd.DataFrame(rows)
