@@ -24,17 +24,22 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``compression.unstructured``: ShrinkBench's five unstructured methods as torch prune masks
 - ``compression.channels``: channel pruning with Torch-Pruning
 - ``compression.distillation``: KD losses, ``DistillationConfig``, student training
+- ``compression.routes``: the compression routes that end in int8 (``ROUTES``, ``register_route``)
 - ``verification.scoring``: embeddings, trial scores, score files
 - ``verification.metrics``: EER, TAR@FAR, ROC/DET, AUC, subject bootstrap
 - ``verification.paired``: paired difference of two models on the same trials, Holm's correction, convergence rule
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
+- ``deployment.quantize``: ``QuantizationConfig``; int8 for ExecuTorch (PT2E, XNNPACK) and ONNX Runtime (QDQ)
+- ``deployment.phone``: a route's fp32 and int8 artifacts, scored through the runtimes and timed
+- ``deployment.kit``: the phone kit (``ocular-study export``): artifacts and their manifest
 - ``deployment.devices``: on-device latency measurements from CSV files
 - ``report.records``: the typed ``Record`` of a run, run keys, loading records
 - ``report.tables``: the chapters' tables and ``load_results``
 - ``report.comparison``: the paper's findings against ours
 - ``report.plots``: every figure of the book (style applied by ``apply_style``)
 - ``report.timing``: where the time goes (seconds per phase, fixed overhead, throughput)
+- ``report.phone``: every route on the phone axes, the best route under a budget, the verdict
 - ``runner.profiles``: ``Profile`` and the shipped YAML profiles
 - ``runner.plan``: a profile's grid of notebook executions
 - ``runner.scheduler``: executes units with papermill, locally or on Ray

@@ -84,7 +84,8 @@ def test_defaults_are_written_once():
                 assert value is None, f"{kind} notebook: {name} must be None (RunSettings' default)"
 
 
-NOTEBOOKS = {"data": "data", "base": "train_base", "prune": "prune", "distill": "distill", "latency": "latency"}
+NOTEBOOKS = {"data": "data", "base": "train_base", "prune": "prune", "distill": "distill", "latency": "latency",
+             "quantize": "quantize"}
 
 
 def _parameters_cell(kind):
