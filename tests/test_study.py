@@ -83,6 +83,7 @@ def test_smoke_study_resumes_after_a_kill_and_builds_the_book(tmp_path):
               for u in units.values() if u.kind == "quantize"}
     combined = routes["student+channel+int8"]  # student -> channel pruning -> fine-tuning -> int8, end to end
     assert combined["details"]["steps"][-1] == "int8" and combined["metrics"]["eer"] is not None
+    assert [p["kind"] for p in combined["details"]["parents"]] == ["prune", "distill", "base"]
     assert all(r["details"]["calibration"]["split"] == "train" for r in routes.values())
     assert all(r["model"]["int8_pte_bytes"] < r["model"]["fp32_pte_bytes"] for r in routes.values())
     html = ROOT / "_build" / "smoke" / "_build" / "html"

@@ -134,23 +134,8 @@ def _size(tag: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def parents_of(record: dict) -> list[str]:
-    """The run folders a model descends from, nearest first (parent, its base or teacher, ...)."""
-    from ..report.records import read_record
-
-    chain, params = [], record.get("params", {})
-    while True:
-        parent = params.get("parent_dir") or params.get("base_dir") or params.get("teacher_dir")
-        if not parent or parent in chain:
-            return chain
-        chain.append(parent)
-        upstream = read_record(resolve(parent))
-        params = upstream["params"] if upstream else {}
-
-
-
-def record_fields(route, parent: dict, artifacts: pd.DataFrame, scored: pd.DataFrame, evaluation: Evaluation,
-                  calibration: pd.DataFrame, sparse_int8_bytes: int | None = None) -> dict:
+def record_fields(route, parent: dict, parent_dir: str, artifacts: pd.DataFrame, scored: pd.DataFrame,
+                  evaluation: Evaluation, calibration: pd.DataFrame, sparse_int8_bytes: int | None = None) -> dict:
     """The typed fields of a quantization run's record: the parent's identity, the runtime EERs, sizes, lineage.
 
     ``evaluation`` is the ExecuTorch int8 evaluation (the record's headline metrics); ``scored`` is
@@ -169,10 +154,27 @@ def record_fields(route, parent: dict, artifacts: pd.DataFrame, scored: pd.DataF
         "model": {key: parent["model"].get(key) for key in ("params", "nonzero_params", "macs", "nonzero_macs",
                                                             "reference_params")}
         | size | {"stored_bytes": size.get("int8_pte_bytes"), "sparse_int8_bytes": sparse_int8_bytes},
-        "details": {"route": route.name, "steps": list(route.steps), "parent_kind": parent.get("kind"),
+        "details": {"route": route.name, "steps": list(route.steps), "parents": lineage(parent_dir),
+                    "parent_kind": parent.get("kind"),
                     "parent_family": parent.get("family"), "artifacts": artifacts.to_dict("records"),
                     "runtimes": scored.to_dict("records"), "subsets": evaluation.subsets.to_dict("records"),
                     "calibration": {"images": len(calibration), "subjects": int(calibration["subject"].nunique()),
                                     "split": "train"}},
         "files": {"scores": "scores.npz", "artifacts": "artifacts"},
     }
+
+
+def lineage(run_dir: str | Path) -> list[dict]:
+    """The models a route descends from, nearest first: each one's run folder, kind and label."""
+    from ..report.records import display_label, read_record
+
+    chain, seen = [], set()
+    while run_dir and str(run_dir) not in seen:
+        seen.add(str(run_dir))
+        record = read_record(resolve(run_dir))
+        if record is None:
+            raise FileNotFoundError(f"{run_dir} has no complete record")
+        chain.append({"run_dir": str(run_dir), "kind": record["kind"], "label": display_label(record)})
+        params = record["params"]
+        run_dir = params.get("parent_dir") or params.get("base_dir") or params.get("teacher_dir")
+    return chain

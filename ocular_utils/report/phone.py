@@ -68,7 +68,7 @@ def route_models(quantized_runs, latency_table: pd.DataFrame, study_input: str) 
                 "eer": source["metrics"]["eer"], "eer_ci_low": source["metrics"].get("eer ci_low"),
                 "eer_ci_high": source["metrics"].get("eer ci_high"),
                 "converged": parent.get("converged") if parent["kind"] != "base" else None,
-                "params": record["model"]["params"],
+                "params": record["model"]["params"], "mmacs": record["model"]["macs"] / 1e6,
                 "executorch_ms": executorch.get(study_input, np.nan),
                 "executorch_224_ms": executorch.get("224x224", np.nan),
                 "onnxruntime_ms": onnx.get(study_input, np.nan),

@@ -66,7 +66,7 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
             entry["file"] = str(target.with_suffix(""))
     appendix = []
     for unit in units.values():
-        if unit.kind in ("prune", "distill") and (root / unit.output).is_file():
+        if unit.kind in ("prune", "distill", "quantize") and (root / unit.output).is_file():
             target = book_dir / "runs" / f"{unit.run_dir.name}.ipynb"
             _retitle(root / unit.output, root / target, f"Run: {unit.name}")
             appendix.append({"file": str(target.with_suffix(""))})
