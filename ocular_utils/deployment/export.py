@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import io
 import logging
 import os
 import sys
@@ -31,7 +32,8 @@ class ExportMismatchError(RuntimeError):
     """An exported model's outputs differ from eager PyTorch beyond the stated tolerance."""
 
 
-def _example(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
+def example_input(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """Seeded normal noise ``randn(batch, 3, H, W)`` (``torch.Generator().manual_seed(seed)``): exports, timing, kit."""
     return torch.randn(batch, 3, *input_size, generator=torch.Generator().manual_seed(seed))
 
 
@@ -55,7 +57,7 @@ def export_onnx(network: nn.Module, path: str | Path, input_size: tuple[int, int
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     network = network.eval().cpu()
-    x = _example(input_size, batch=2)
+    x = example_input(input_size, batch=2)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(network, (x,), dynamo=True, input_names=["images"], output_names=["embedding"],
                                 dynamic_shapes=({0: batch},), verbose=False)
@@ -80,7 +82,7 @@ def verify_onnx(network: nn.Module, path: str | Path, input_size: tuple[int, int
     session = onnx_session(path)
     worst = 0.0
     for batch in (1, 3):
-        x = _example(input_size, batch=batch, seed=batch)
+        x = example_input(input_size, batch=batch, seed=batch)
         output = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         worst = max(worst, check_agreement(_eager(network, x), output, "ONNX Runtime"))
     return worst
@@ -91,27 +93,40 @@ def executorch_available() -> bool:
     return importlib.util.find_spec("executorch") is not None
 
 
-def export_executorch(network: nn.Module, path: str | Path, input_size: tuple[int, int]) -> Path:
-    """Lower ``network`` to an ExecuTorch ``.pte`` program delegated to XNNPACK (batch 1)."""
+def lower_to_xnnpack(module: nn.Module, input_size: tuple[int, int]):
+    """``torch.export`` ``module`` at batch 1 and lower it to XNNPACK: ExecuTorch's edge program manager."""
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     with quiet_native_logs():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
+    with torch.no_grad():
+        program = torch.export.export(module, (example_input(input_size),))
+    with quiet_native_logs():
+        return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+
+
+def executorch_buffer(edge) -> bytes:
+    """The ``.pte`` bytes of a lowered edge program."""
+    with quiet_native_logs():
+        return edge.to_executorch().buffer
+
+
+def export_executorch(network: nn.Module, path: str | Path, input_size: tuple[int, int]) -> Path:
+    """Lower ``network`` to an ExecuTorch ``.pte`` program delegated to XNNPACK (batch 1)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    network = network.eval().cpu()
-    with torch.no_grad():
-        program = torch.export.export(network, (_example(input_size),))
-    with quiet_native_logs():
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
-    path.write_bytes(lowered.buffer)
+    path.write_bytes(executorch_buffer(lower_to_xnnpack(network.eval().cpu(), input_size)))
     return path
 
 
 @contextlib.contextmanager
 def quiet_native_logs():
-    """Silence informational C++ logging (ExecuTorch's cpuinfo/threadpool lines) on stdout/stderr."""
+    """Silence informational C++ logging (ExecuTorch's cpuinfo/threadpool lines) on stdout/stderr.
+
+    Both levels: the file descriptors (plain Python) and ``sys.stdout``/``sys.stderr`` (ExecuTorch's
+    bindings write through Python's streams, which a Jupyter kernel forwards to the notebook).
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     libc = ctypes.CDLL(None)
@@ -121,7 +136,8 @@ def quiet_native_logs():
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        yield
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         libc.fflush(None)
         os.dup2(saved[0], 1)
@@ -150,7 +166,7 @@ def set_executorch_threads(threads: int) -> int:
 
 def verify_executorch(network: nn.Module, path: str | Path, input_size: tuple[int, int]) -> float:
     """Run the ``.pte`` at batch 1 and compare with eager; return the max difference."""
-    x = _example(input_size, seed=1)
+    x = example_input(input_size, seed=1)
     output = executorch_method(path).execute([x])[0].numpy()
     return check_agreement(_eager(network, x), output, "ExecuTorch (XNNPACK)")
 
@@ -160,8 +176,12 @@ def coreml_available() -> bool:
     return importlib.util.find_spec("coremltools") is not None
 
 
-def export_coreml(network: nn.Module, path: str | Path, input_size: tuple[int, int]) -> Path:
-    """Convert ``network`` to a Core ML ML Program package (``.mlpackage``); needs coremltools."""
+def export_coreml(network: nn.Module, path: str | Path, input_size: tuple[int, int], int8_weights: bool = False
+                  ) -> Path:
+    """Convert ``network`` to a Core ML ML Program package (``.mlpackage``, fp16 compute); needs coremltools.
+
+    ``int8_weights``: weights stored as symmetric per-channel int8 (``coremltools.optimize``), activations fp16.
+    """
     if not coreml_available():
         raise RuntimeError("coremltools is not installed; pip install 'ocular-utils[coreml]' to export Core ML")
     logging.getLogger("coremltools").setLevel(logging.ERROR)
@@ -172,11 +192,15 @@ def export_coreml(network: nn.Module, path: str | Path, input_size: tuple[int, i
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         network = network.eval().cpu()
-        example = _example(input_size)
+        example = example_input(input_size)
         with torch.no_grad():
             traced = torch.jit.trace(network, example)
         with environment_variable("TQDM_DISABLE", "1"):  # coremltools' conversion progress bars
             model = ct.convert(traced, inputs=[ct.TensorType(name="images", shape=tuple(example.shape))],
                                convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15)
+            if int8_weights:
+                config = ct.optimize.coreml.OptimizationConfig(
+                    global_config=ct.optimize.coreml.OpLinearQuantizerConfig(mode="linear_symmetric"))
+                model = ct.optimize.coreml.linear_quantize_weights(model, config)
         model.save(str(path))
     return path

@@ -1,11 +1,13 @@
 """The phone kit: the study's deployable programs in one folder, with a manifest to check and time them on a phone.
 
 ``ocular-study export`` copies every artifact of the completed quantization routes (fp32 and int8
-ExecuTorch ``.pte`` for XNNPACK, fp32 and int8 ONNX) into ``<out>/``, and writes
+ExecuTorch ``.pte`` for XNNPACK, fp32 and int8 ONNX) into ``<out>/``, converts each route's fp32
+parent to Core ML (``.mlpackage``: fp16, and int8 weights) when coremltools is installed, and writes
 ``manifest.json``: per file its name (use it as ``model`` in a device CSV), route, parent model,
-precision, runtime, input size, bytes, SHA-256, and the embedding this machine's runtime gives on
-a fixed input (seeded normal noise, ``torch.Generator().manual_seed(0)``), so a phone build can be
-checked before it is timed.
+precision, runtime, input size, bytes, SHA-256, and the embedding expected on a fixed input (seeded
+normal noise, ``torch.Generator().manual_seed(0)``), so a phone build can be checked before it is
+timed. ExecuTorch and ONNX files are run here by their runtimes; Core ML cannot run on Linux, so its
+expected output is eager PyTorch's.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ FIXED_INPUT_SEED = 0
 
 def fixed_input(input_size: tuple[int, int]) -> torch.Tensor:
     """The manifest's fixed input: ``randn(1, 3, H, W)`` from ``torch.Generator().manual_seed(0)``."""
-    return torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(FIXED_INPUT_SEED))
+    return export.example_input(input_size, seed=FIXED_INPUT_SEED)
 
 
 def run_artifact(path: str | Path, runtime: str, input_size: tuple[int, int]) -> np.ndarray:
@@ -38,19 +40,59 @@ def run_artifact(path: str | Path, runtime: str, input_size: tuple[int, int]) ->
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0].ravel()
 
 
+def _files(path: Path) -> list[Path]:
+    return sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+
+
 def _sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a package folder's files in name order (their relative paths included)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for file in _files(path):
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
-def write_phone_kit(quantized_runs, out_dir: str | Path) -> Path:
-    """Copy the routes' artifacts into ``out_dir`` and write its ``manifest.json``; returns the manifest's path."""
+def _bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in _files(path))
+
+
+def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int], out_dir: Path, common: dict
+                   ) -> list[dict]:
+    """Convert the fp32 parent to Core ML (fp16, and int8 weights) in ``out_dir``; manifest entries for both."""
+    from .latency import load_network
+
+    network = load_network(resolve(parent_dir))
+    with torch.inference_mode():
+        expected = network.eval()(fixed_input(input_size)).numpy().ravel()
+    entries = []
+    for precision, int8 in (("fp16", False), ("int8 weights, fp16 activations", True)):
+        target = out_dir / f"{name}-coreml-{'int8w' if int8 else 'fp16'}.mlpackage"
+        shutil.rmtree(target, ignore_errors=True)
+        export.export_coreml(network, target, input_size, int8_weights=int8)
+        entries.append(common | {"model": target.stem, "file": target.name, "precision": precision,
+                                 "runtime": "coreml", "bytes": _bytes(target), "sha256": _sha256(target),
+                                 "expected_output": [round(float(v), 6) for v in expected],
+                                 "expected_by": "eager PyTorch fp32 (Core ML does not run on Linux)"})
+    return entries
+
+
+def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = None) -> Path:
+    """Copy the routes' artifacts into ``out_dir`` and write its ``manifest.json``; returns the manifest's path.
+
+    ``coreml``: also convert each route's fp32 parent to Core ML (default: when coremltools is installed;
+    ``True`` without it raises). The manifest says when Core ML files were not written and why.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
+    if coreml is None:
+        coreml = export.coreml_available()
+    elif coreml and not export.coreml_available():
+        raise ValueError("Core ML files need coremltools: pip install 'ocular-utils[coreml]' (or pass coreml=False)")
+    entries, converted = [], set()
     for run_dir in quantized_runs:
         record = read_record(resolve(run_dir))
         if record is None:
@@ -67,9 +109,21 @@ def write_phone_kit(quantized_runs, out_dir: str | Path) -> Path:
                 "parent": display_label(parent), "precision": artifact["precision"], "runtime": artifact["runtime"],
                 "input_size": artifact["input"], "input_shape": [1, 3, *size], "bytes": target.stat().st_size,
                 "sha256": _sha256(target), "synthetic": bool(record.get("synthetic")),
-                "expected_output": [round(float(v), 6) for v in run_artifact(target, artifact["runtime"], size)]})
+                "expected_output": [round(float(v), 6) for v in run_artifact(target, artifact["runtime"], size)],
+                "expected_by": artifact["runtime"]})
+        parent_dir = record["params"]["parent_dir"]
+        if coreml and parent_dir not in converted:
+            converted.add(parent_dir)
+            scored = next(a for a in record["details"]["artifacts"] if a.get("scored"))
+            size = tuple(int(v) for v in scored["input"].split("x"))
+            common = {"route": f"{record['details']['route']} (fp32 parent)", "parent": display_label(parent),
+                      "input_size": scored["input"], "input_shape": [1, 3, *size],
+                      "synthetic": bool(record.get("synthetic"))}
+            entries += coreml_entries(parent_dir, Path(run_dir).name, size, out_dir, common)
     manifest = {"fixed_input": f"torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed({FIXED_INPUT_SEED}))",
-                "tolerance": {"fp32": "max abs difference <= 1e-3", "int8": "cosine to expected_output >= 0.99"},
+                "tolerance": {"fp32": "max abs difference <= 1e-3", "int8": "cosine to expected_output >= 0.99",
+                              "coreml": "cosine to expected_output >= 0.99 (fp16 compute)"},
+                "coreml": "written" if coreml else "not written: coremltools is not installed (or coreml=False)",
                 "device_csv": "data/device_latency_<yours>.csv with model = the entry's model name",
                 "artifacts": entries}
     return atomic_write_json(out_dir / "manifest.json", manifest)

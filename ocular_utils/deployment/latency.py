@@ -91,15 +91,11 @@ def time_callable(fn: Callable[[], object], warmup: int = LatencyConfig.warmup, 
                   float(values.mean()), len(samples), warmup)
 
 
-def _input(input_size: tuple[int, int]) -> torch.Tensor:
-    return torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
-
-
 def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = LatencyConfig.threads,
                **timing) -> Timing:
     """Eager PyTorch, eval mode, inference mode, ``threads`` intra-op threads."""
     network = network.eval().cpu()
-    x = _input(input_size)
+    x = export.example_input(input_size)
     with thread_count(threads), torch.inference_mode():
         return time_callable(lambda: network(x), **timing)
 
@@ -107,7 +103,7 @@ def time_eager(network: nn.Module, input_size: tuple[int, int], threads: int = L
 def time_onnx(path: str | Path, input_size: tuple[int, int], threads: int = LatencyConfig.threads, **timing) -> Timing:
     """ONNX Runtime on the CPU with ``threads`` intra-op threads."""
     session = export.onnx_session(path, threads)
-    feed = {session.get_inputs()[0].name: _input(input_size).numpy()}
+    feed = {session.get_inputs()[0].name: export.example_input(input_size).numpy()}
     return time_callable(lambda: session.run(None, feed), **timing)
 
 
@@ -118,7 +114,7 @@ def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int 
     The pool is resized before the program is loaded and restored after it is released: XNNPACK
     keeps a pointer to the pool it was initialized with.
     """
-    x = _input(input_size)
+    x = export.example_input(input_size)
     previous = export.set_executorch_threads(threads)
     loaded = {}
     try:

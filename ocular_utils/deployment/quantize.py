@@ -146,18 +146,9 @@ def check_delegation(graph_module) -> list[str]:
 
 def lower_executorch(quantized: nn.Module, path: str | Path, input_size: tuple[int, int]) -> list[str]:
     """Lower a quantized (or float) module to an XNNPACK ``.pte`` at batch 1; returns non-delegated operators."""
-    with export.quiet_native_logs():
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-    example = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        program = torch.export.export(quantized, (example,))
-    with export.quiet_native_logs():
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    edge = export.lower_to_xnnpack(quantized, input_size)
     outside = check_delegation(edge.exported_program().graph_module)
-    with export.quiet_native_logs():
-        buffer = edge.to_executorch().buffer
-    atomic_write_bytes(Path(path), buffer)
+    atomic_write_bytes(Path(path), export.executorch_buffer(edge))
     return outside
 
 

@@ -151,7 +151,8 @@ def category_verdict(models: pd.DataFrame, budget_speedup: float, replicates: in
         reasons.append("only one category fits the budget")
     elif not ((table["p_holm"] < ALPHA) & (table["ci_high"] < 0)).all():
         reasons.append("not every paired difference is below 0 at Holm p < 0.05")
-    unconverged = [winner["label"]] if winner["converged"] is False else []
+    not_converged = pd.notna(winner["converged"]) and not bool(winner["converged"])  # None: no budget applies
+    unconverged = [winner["label"]] if not_converged else []
     unconverged += list(table.loc[table["converged"].eq(False), "against"])
     if unconverged:
         reasons.append("not converged at the matched budget: " + ", ".join(unconverged))
