@@ -40,6 +40,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``report.plots``: every figure of the book (style applied by ``apply_style``)
 - ``report.timing``: where the time goes (seconds per phase, fixed overhead, throughput)
 - ``report.phone``: every route on the phone axes, the best route under a budget, the verdict
+- ``report.findings``: each chapter's opening numbers, glued (myst_nb) for its prose and the intro's headline table
 - ``runner.profiles``: ``Profile`` and the shipped YAML profiles
 - ``runner.plan``: a profile's grid of notebook executions
 - ``runner.scheduler``: executes units with papermill, locally or on Ray

@@ -142,7 +142,8 @@ class Planner:
             self.pending.append("extra seeds and chapters: planned once the headline runs are complete")
             return self.units
         prune_units, kd_units = prune_units + seeds[0], kd_units + seeds[1]
-        self.add("pruning_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in prune_units]},
+        self.add("pruning_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in prune_units],
+                                                "headline": p.budget.headline_ratio},
                  deps=["base"] + [u.name for u in prune_units], chapter="pruning_results",
                  notebook_kind="pruning_results")
         self.add("distillation_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in kd_units],
