@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -149,11 +150,17 @@ def test_scheduler_orders_blocks_and_isolates(tmp_path):
 def test_book_assembly_points_at_executed_notebooks_and_adds_the_appendix(tmp_path):
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "_toc.yml").write_text((ROOT / "book" / "_toc.yml").read_text())
+    (tmp_path / "book" / "intro.md").write_text((ROOT / "book" / "intro.md").read_text())
     units = {}
     chapters = [Path(c["file"]).name for c in book.toc_entries(yaml.safe_load((ROOT / "book/_toc.yml").read_text()))
                 if c["file"].startswith("notebooks/")]
-    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# One pruning run\ntext"}],
-                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    code = {"cell_type": "code", "execution_count": 1, "outputs": []}
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# One pruning run\ntext"},
+                          code | {"metadata": {"tags": ["parameters"]}, "source": "method = None"},
+                          code | {"metadata": {"tags": ["injected-parameters"]}, "source": 'method = "random"'},
+                          code | {"metadata": {"tags": ["hide-input"]}, "source": "print(method)"}],
+                "metadata": {"papermill": {"parameters": {"method": "random", "compression": 8}}},
+                "nbformat": 4, "nbformat_minor": 5}
     for name in chapters + ["prune-a"]:
         unit = Unit(name, "prune" if name == "prune-a" else "chapter", Path("x.ipynb"), {}, chapter=None
                     if name == "prune-a" else name, run_dir=Path("results") / name)
@@ -166,8 +173,56 @@ def test_book_assembly_points_at_executed_notebooks_and_adds_the_appendix(tmp_pa
     assert files[:len(chapters)] == [f"book/_generated/unit/{name}" for name in chapters]
     assert toc["parts"][-1]["caption"] == book.APPENDIX_CAPTION
     appendix = tmp_path / toc["parts"][-1]["chapters"][0]["file"]
-    title = json.loads(appendix.with_suffix(".ipynb").read_text())["cells"][0]["source"]
-    assert title.startswith("# Run: prune-a")
+    cells = json.loads(appendix.with_suffix(".ipynb").read_text())["cells"]
+    assert cells[0]["source"].startswith("# Run: prune-a")
+    # the two parameter cells become one collapsed block of the run's parameters, before the first code cell
+    assert [c["cell_type"] for c in cells] == ["markdown", "markdown", "code"]
+    assert ":class: dropdown" in cells[1]["source"] and "compression: 8" in cells[1]["source"]
+    assert toc["root"] == "book/_generated/unit/intro"  # the intro glues from its sibling chapters
+    assert "phone.ipynb::" in (tmp_path / "book/_generated/unit/intro.md").read_text()
     (tmp_path / units[chapters[0]].output).unlink()
     with pytest.raises(FileNotFoundError, match="has no executed notebook"):
         book.assemble(units, tmp_path, Profile(name="unit"))
+
+
+def test_user_errors_print_one_line_and_exit_2(capsys):
+    from ocular_utils.runner import cli
+
+    assert cli.main(["run", "--profile", "no-such-profile", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ocular-study: error: unknown profile 'no-such-profile'")
+    with pytest.raises(ValueError, match="no-such-profile"):
+        cli.main(["run", "--profile", "no-such-profile", "--dry-run", "--debug"])
+    with pytest.raises(SystemExit) as shown:
+        cli.main(["publish", "--help"])
+    assert shown.value.code == 0 and "gh-pages" in capsys.readouterr().out
+
+
+def test_dry_run_lists_units_with_their_parameters_and_state(capsys):
+    from ocular_utils.runner import cli
+
+    assert cli.main(["run", "--profile", "smoke", "--results", "results-that-do-not-exist", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to run  base" in out and 'method="layer_weight"' in out and "compression=4" in out and "later" in out
+
+
+def test_progress_text_estimates_from_recorded_unit_times():
+    from ocular_utils.runner.scheduler import estimated_seconds, progress_text
+
+    history = {"prune/random-2x": 100.0, "prune/random-4x": 140.0, "base": 300.0}
+    assert estimated_seconds("base", history) == 300.0
+    assert estimated_seconds("prune/layer_weight-8x", history) == 140.0  # median of its kind
+    assert estimated_seconds("latency", history) is None
+    text = progress_text(["base"], ["base", "prune/a", "prune/b", "latency"], history, capacity=2)
+    assert text == "base | ETA ~5 min + 1 units of kinds not timed yet"
+    assert "ETA unknown" in progress_text([], ["latency"], history, capacity=1)
+
+
+def test_findings_glue_strings_without_quotes():
+    from IPython.core.formatters import DisplayFormatter
+
+    from ocular_utils.report.findings import _plain
+
+    shown, _ = DisplayFormatter().format(_plain("layer_weight 8x"))
+    assert shown["text/plain"] == "layer_weight 8x" and shown["text/markdown"] == "layer_weight 8x"
+    assert _plain(np.float64(7.5)) == 7.5 and type(_plain(np.float64(7.5))) is float

@@ -19,16 +19,35 @@ from .plan import Unit
 APPENDIX_CAPTION = "Appendix: every executed run"
 
 
-def _retitle(source: Path, target: Path, title: str | None) -> None:
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
+def parameters_block(parameters: dict) -> str:
+    """A collapsed MyST admonition listing a run's parameters (what papermill passed) as YAML."""
+    listing = yaml.safe_dump(parameters, sort_keys=False, default_flow_style=None, width=100).rstrip()
+    return ("::::{admonition} Parameters of this run\n:class: dropdown\n"
+            "Passed by `ocular-study run` through papermill; the notebook's own defaults fill the rest.\n\n"
+            f"```yaml\n{listing}\n```\n::::")
+
+
+def prepare_page(source: Path, target: Path, title: str | None) -> None:
+    """Copy an executed notebook for the book: retitled if ``title``, its notebook and papermill parameter cells
+    replaced by one collapsed block of the run's parameters before the first code cell."""
     notebook = json.loads(source.read_text())
-    if title:
-        for cell in notebook["cells"]:
-            if cell["cell_type"] == "markdown":
-                lines = "".join(cell["source"]).splitlines()
-                if lines and lines[0].startswith("# "):
-                    lines[0] = f"# {title}"
-                    cell["source"] = "\n".join(lines)
-                break
+    cells = [c for c in notebook["cells"] if not set(c["metadata"].get("tags", [])) & set(PARAMETER_TAGS)]
+    first = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), None)
+    if title and first is not None:
+        lines = "".join(cells[first]["source"]).splitlines()
+        if lines and lines[0].startswith("# "):
+            lines[0] = f"# {title}"
+            cells[first]["source"] = "\n".join(lines)
+    parameters = notebook.get("metadata", {}).get("papermill", {}).get("parameters")
+    if parameters is not None:
+        block = {"cell_type": "markdown", "id": "run-parameters", "metadata": {},
+                 "source": parameters_block(parameters)}
+        code = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), len(cells))
+        cells.insert(code, block)
+    notebook["cells"] = cells
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(notebook, indent=1))
 
@@ -55,6 +74,10 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
         shutil.rmtree(root / book_dir)
     chapters = {u.chapter: u for u in units.values() if u.chapter}
     template = yaml.safe_load((root / "book" / "_toc.yml").read_text())
+    (root / book_dir).mkdir(parents=True, exist_ok=True)
+    intro = root / template["root"]
+    shutil.copyfile(intro.with_suffix(".md"), root / book_dir / "intro.md")  # glues from its sibling chapters
+    template["root"] = str(book_dir / "intro")
     for entry in toc_entries(template):
         name = Path(entry["file"]).name
         if entry["file"].startswith("notebooks/"):
@@ -62,13 +85,13 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
             if unit is None or not (root / unit.output).is_file():
                 raise FileNotFoundError(f"chapter {name} has no executed notebook; run the study first")
             target = book_dir / f"{name}.ipynb"
-            _retitle(root / unit.output, root / target, None)
+            prepare_page(root / unit.output, root / target, None)
             entry["file"] = str(target.with_suffix(""))
     appendix = []
     for unit in units.values():
         if unit.kind in ("prune", "distill", "quantize") and (root / unit.output).is_file():
             target = book_dir / "runs" / f"{unit.run_dir.name}.ipynb"
-            _retitle(root / unit.output, root / target, f"Run: {unit.name}")
+            prepare_page(root / unit.output, root / target, f"Run: {unit.name}")
             appendix.append({"file": str(target.with_suffix(""))})
     if appendix:
         template["parts"].append({"caption": APPENDIX_CAPTION, "chapters": appendix})
@@ -78,15 +101,29 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
     return toc
 
 
-def build(root: Path, toc: Path, output: Path, strict: bool = True) -> Path:
-    """Run ``jupyter-book build`` (Sphinx, offline) with ``-W`` when ``strict``; return the HTML folder."""
+def html_folder(root: Path, profile_name: str) -> Path:
+    """Where a profile's HTML book lands: ``_build/html`` for the default profile, ``_build/<profile>/html`` else."""
+    return root / "_build" / "html" if profile_name == "default" else root / "_build" / profile_name / "html"
+
+
+def build(root: Path, toc: Path, html: Path, strict: bool = True) -> Path:
+    """Run ``jupyter-book build`` (Sphinx, offline) with ``-W`` when ``strict`` and put the HTML in ``html``.
+
+    Jupyter Book always writes ``<path-output>/_build/html``; a book that does not belong at the project's
+    ``_build/html`` is built in a work folder beside ``html`` and moved into place.
+    """
+    work = root if html == root / "_build" / "html" else html.parent / ".jupyter-book"
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root),
                "--toc", str(toc),
-               "--path-output", str(output), "--builder", "html"]
+               "--path-output", str(work), "--builder", "html"]
     if strict:
         command += ["-W", "-n", "--keep-going"]
     completed = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {completed.returncode}):\n"
                            f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")
-    return output / "_build" / "html"
+    built = work / "_build" / "html"
+    if built != html:
+        shutil.rmtree(html, ignore_errors=True)
+        shutil.move(str(built), str(html))
+    return html

@@ -6,6 +6,7 @@ Examples::
     ocular-study run --profile smoke       # seconds; what the tests run
     ocular-study run --profile visob --jobs 4 --engine ray --ray-address auto
     ocular-study status --profile default  # which units are done
+    ocular-study publish                   # push the built book to gh-pages (ghp-import)
     torchrun --nproc_per_node 4 -m ocular_utils.runner.cli train --profile visob   # DDP base training
 """
 from __future__ import annotations
@@ -18,11 +19,21 @@ from pathlib import Path
 
 import yaml
 
+from ..core.atomic import atomic_write_json
 from ..core.paths import project_root
 from ..training import distributed
 from . import book, scheduler
 from .plan import Planner
 from .profiles import available_profiles, load_profile
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (printed as one ``ocular-study: error:`` line, exit status 2)."""
+
+
+# Errors raised for bad input anywhere in the package (unknown profile/method, impossible ratio, missing or
+# malformed data): one line for people, the traceback with --debug.
+USER_ERRORS = (UserError, ValueError, KeyError, FileNotFoundError, NotADirectoryError, NotImplementedError)
 
 
 def plan(profile_name: str, results: str = "results", threads: int | None = None):
@@ -36,9 +47,24 @@ def plan(profile_name: str, results: str = "results", threads: int | None = None
     return profile, planner.build(), root, planner.pending
 
 
-def book_output(root: Path, profile) -> Path:
-    """Where the profile's book goes: ``_build/html`` for the default profile, else ``_build/<profile>/...``."""
-    return root if profile.name == "default" else root / "_build" / profile.name
+def recorded_unit_seconds(timing_path: Path) -> dict[str, float]:
+    """Seconds per unit name recorded by earlier runs of the profile (``timings.json``), for the ETA."""
+    if not timing_path.is_file():
+        return {}
+    recorded = json.loads(timing_path.read_text())
+    return {**recorded.get("units", {}), **recorded.get("all_units", {})}
+
+
+def _shown_params(params: dict) -> str:
+    """A unit's parameters on one line for ``--dry-run``: scalars in full, sections and lists by size."""
+    def shown(value):
+        if isinstance(value, dict):
+            return "{" + f"{len(value)} settings" + "}"
+        if isinstance(value, list):
+            return f"[{len(value)} items]" if len(value) > 3 else json.dumps(value, default=str)
+        return json.dumps(value, default=str)
+
+    return " ".join(f"{key}={shown(value)}" for key, value in sorted(params.items()))
 
 
 def command_run(args) -> int:
@@ -50,16 +76,18 @@ def command_run(args) -> int:
     if args.dry_run:
         for unit in units.values():
             state = "done" if unit.complete(root) else "to run"
-            print(f"  {state:7s} {unit.name:40s} {unit.run_dir}")
+            print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
         for note in pending:
             print(f"  later   {note}")
         return 0
     started = time.perf_counter()
+    timing_path = root / args.results / profile.name / "timings.json"
+    history = recorded_unit_seconds(timing_path)
     seconds, executed, skipped, peak = {}, [], set(), 0
     while True:
         outcome = scheduler.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
                                       ray_address=args.ray_address, progress=not args.quiet,
-                                      keep_checkpoints=args.keep_checkpoints)
+                                      keep_checkpoints=args.keep_checkpoints, history=history | seconds)
         seconds |= outcome.seconds
         executed += outcome.executed
         skipped |= set(outcome.skipped) - set(executed)
@@ -76,9 +104,9 @@ def command_run(args) -> int:
     wall = time.perf_counter() - started
     print(f"executed {len(executed)}, skipped (already complete) {len(skipped)}, failed {len(outcome.failed)}, "
           f"blocked {len(outcome.blocked)} in {wall:.0f}s", flush=True)
-    timing_path = root / args.results / profile.name / "timings.json"
     timing_path.parent.mkdir(parents=True, exist_ok=True)
-    timing_path.write_text(json.dumps({"wall_seconds": wall, "peak_rss_bytes": peak, "units": seconds}, indent=1))
+    atomic_write_json(timing_path, {"wall_seconds": wall, "peak_rss_bytes": peak, "units": seconds,
+                                    "all_units": history | seconds})
     print(f"peak memory (runner + kernels): {peak / 2**30:.2f} GiB", flush=True)
     for name, error in outcome.failed.items():
         print(f"FAILED {name}: {error}\n  see {units[name].output}", file=sys.stderr)
@@ -99,13 +127,32 @@ def command_book(args, profile=None, units=None, root=None) -> int:
         profile, units, root, pending = plan(args.profile, args.results, args.threads)
     missing = [u.name for u in units.values() if not u.complete(root)] + pending
     if missing:
-        print(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
-              f"run `ocular-study run --profile {profile.name}` first", file=sys.stderr)
-        return 1
+        raise UserError(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
+                        f"run `ocular-study run --profile {profile.name}` first")
     started = time.perf_counter()
     toc = book.assemble(units, root, profile)
-    html = book.build(root, toc, book_output(root, profile), strict=not args.no_strict)
-    print(f"book built in {time.perf_counter() - started:.0f}s: {html / 'index.html'}", flush=True)
+    html = book.build(root, toc, book.html_folder(root, profile.name), strict=not args.no_strict)
+    index = html / "index.html"
+    print(f"book built in {time.perf_counter() - started:.0f}s: {index}\nopen {index.resolve().as_uri()}", flush=True)
+    return 0
+
+
+def command_publish(args) -> int:
+    """Push an already built book to a ``gh-pages`` branch with ghp-import (for people without GitHub Actions)."""
+    from ghp_import import GhpError, ghp_import
+
+    profile = load_profile(args.profile)
+    html = book.html_folder(project_root(), profile.name)
+    if not (html / "index.html").is_file():
+        raise UserError(f"no built book at {html}; run `ocular-study run --profile {profile.name}` (or "
+                        f"`ocular-study book --profile {profile.name}`) first")
+    try:
+        ghp_import(str(html), mesg=args.message or f"Publish the {profile.name} book", branch=args.branch,
+                   remote=args.remote, push=not args.no_push, nojekyll=True)
+    except GhpError as error:
+        raise UserError(f"ghp-import failed: {error}") from error
+    where = f"pushed to {args.remote}/{args.branch}" if not args.no_push else f"committed to branch {args.branch}"
+    print(f"book {html} {where}; GitHub Pages serves it once the repository's Pages source is that branch")
     return 0
 
 
@@ -123,12 +170,13 @@ def command_export(args) -> int:
     routes = [u for u in units.values() if u.kind == "quantize"]
     missing = [u.name for u in routes if not u.complete(root)]
     if not routes or missing:
-        raise SystemExit(f"ocular-study: error: the phone kit needs the profile's quantization routes complete "
-                         f"({len(missing)} of {len(routes)} missing, e.g. {missing[:2]}); run the study first")
+        raise UserError(f"the phone kit needs the profile's quantization routes complete "
+                        f"({len(missing)} of {len(routes)} missing, e.g. {missing[:2]}); run the study first")
     out = root / (args.out or f"exports/{profile.name}")
-    manifest = write_phone_kit([u.run_dir for u in routes], out)
-    print(f"phone kit: {len(list(out.glob('*.pte')))} .pte and {len(list(out.glob('*.onnx')))} .onnx files, "
-          f"manifest {manifest}")
+    manifest = write_phone_kit([u.run_dir for u in routes], out, coreml=False if args.no_coreml else None)
+    coreml = json.loads(manifest.read_text())["coreml"]
+    print(f"phone kit: {len(list(out.glob('*.pte')))} .pte, {len(list(out.glob('*.onnx')))} .onnx and "
+          f"{len(list(out.glob('*.mlpackage')))} Core ML packages (Core ML {coreml}); manifest {manifest}")
     return 0
 
 
@@ -152,7 +200,7 @@ def command_train(args) -> int:
     profile, units, root, _ = plan(args.profile, args.results, args.threads)
     name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
     if name not in units:
-        raise SystemExit(f"profile {profile.name} has no unit {name!r} (units: {sorted(units)})")
+        raise UserError(f"profile {profile.name} has no unit {name!r} (units: {sorted(units)})")
     unit = units[name]
     params = unit.params
     settings = RunSettings.from_dict({k: params[k] for k in ("seed", "threads", "device", "replicates")})
@@ -181,7 +229,11 @@ def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="ocular-study", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = top.add_subparsers(dest="command", required=True)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
 
     def common(p):
         p.add_argument("--profile", default="default", help="profile name or path to a .yml (default: default)")
@@ -189,7 +241,8 @@ def parser() -> argparse.ArgumentParser:
                        help="results folder, relative to the project (default: results)")
         p.add_argument("--threads", type=int, default=None, help="torch threads per notebook (default: the profile's)")
 
-    run = sub.add_parser("run", help="run (or resume) a profile's notebooks, then build its book")
+    run = sub.add_parser("run", parents=[debug],
+                        help="run (or resume) a profile's notebooks, then build its book")
     common(run)
     run.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: the profile's)")
     run.add_argument("--engine", choices=["local", "ray"], default="local", help="where units run")
@@ -202,21 +255,35 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-checkpoints", action="store_true",
                      help="keep each finished run's training checkpoints (default: keep only the saved model)")
     run.set_defaults(func=command_run)
-    bk = sub.add_parser("book", help="build the book from a profile's executed notebooks")
+    bk = sub.add_parser("book", parents=[debug],
+                        help="build the book from a profile's executed notebooks")
     common(bk)
     bk.add_argument("--no-strict", action="store_true", help="build without -W")
     bk.set_defaults(func=command_book)
-    st = sub.add_parser("status", help="list a profile's units and which are complete")
+    st = sub.add_parser("status", parents=[debug],
+                        help="list a profile's units and which are complete")
     common(st)
     st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False)
-    ex = sub.add_parser("export", help="write the phone kit: the routes' .pte/.onnx files and a manifest")
+    ex = sub.add_parser("export", parents=[debug],
+                        help="write the phone kit: the routes' .pte/.onnx/Core ML files and a manifest")
     common(ex)
     ex.add_argument("--out", default=None, help="folder, relative to the project (default: exports/<profile>)")
+    ex.add_argument("--no-coreml", action="store_true", help="skip the Core ML packages (they need coremltools)")
     ex.set_defaults(func=command_export)
-    pr = sub.add_parser("profiles", help="list the shipped profiles, or show one with every default filled in")
+    pb = sub.add_parser("publish", parents=[debug],
+                        help="push the built book (_build/html) to a gh-pages branch with ghp-import")
+    pb.add_argument("--profile", default="default", help="whose built book (default: default)")
+    pb.add_argument("--branch", default="gh-pages", help="branch to write (default: gh-pages)")
+    pb.add_argument("--remote", default="origin", help="remote to push to (default: origin)")
+    pb.add_argument("--message", default=None, help="commit message")
+    pb.add_argument("--no-push", action="store_true", help="commit to the branch only; do not push")
+    pb.set_defaults(func=command_publish)
+    pr = sub.add_parser("profiles", parents=[debug],
+                        help="list the shipped profiles, or show one with every default filled in")
     pr.add_argument("--show", metavar="PROFILE", default=None, help="profile name or .yml path to print resolved")
     pr.set_defaults(func=command_profiles)
-    tr = sub.add_parser("train", help="train the base model or a student (use under torchrun for DDP)")
+    tr = sub.add_parser("train", parents=[debug],
+                        help="train the base model or a student (use under torchrun for DDP)")
     common(tr)
     tr.add_argument("--target", choices=["base", "student"], default="base")
     tr.add_argument("--student", default=None, help="student network (with --target student)")
@@ -226,9 +293,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``ocular-study``."""
+    """Entry point of ``ocular-study``: user errors print one line and exit 2 (``--debug``: the traceback)."""
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"ocular-study: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

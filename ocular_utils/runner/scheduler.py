@@ -91,6 +91,17 @@ class IPCKernelManager(AsyncKernelManager):
     def _default_shutdown_wait_time(self) -> float:
         return 30.0  # a kernel that held large tensors can take seconds to exit; do not interrupt it
 
+    async def _async_interrupt_kernel(self) -> None:
+        """Interrupt a running kernel, but not one being shut down after its notebook finished.
+
+        jupyter_client sends SIGINT before every shutdown request; an idle ipykernel then logs
+        ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel`` although nothing went wrong.
+        A kernel that does not exit still gets SIGTERM and SIGKILL after ``shutdown_wait_time``.
+        """
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
 
 def execute_unit(unit: Unit, root: str | Path, keep_checkpoints: bool = False) -> float:
     """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds.
@@ -129,15 +140,41 @@ def _may_start(unit: Unit, running: list[Unit], capacity: int) -> bool:
     return not (unit.exclusive and running)
 
 
+def estimated_seconds(name: str, history: dict[str, float]) -> float | None:
+    """A unit's expected seconds: its own recorded time, else the median of recorded units of its kind."""
+    if name in history:
+        return history[name]
+    kind = name.split("/")[0]
+    same = sorted(v for k, v in history.items() if k.split("/")[0] == kind)
+    return same[len(same) // 2] if same else None
+
+
+def progress_text(running: list[str], remaining: list[str], history: dict[str, float], capacity: int) -> str:
+    """The progress bar's postfix: the running units and an ETA from recorded unit times (None-safe)."""
+    estimates = [estimated_seconds(name, history) for name in remaining]
+    known = [e for e in estimates if e is not None]
+    untimed = len(estimates) - len(known)
+    if known:
+        seconds = sum(known) / max(1, capacity)
+        eta = f"ETA ~{seconds / 60:.0f} min" if seconds >= 90 else f"ETA ~{seconds:.0f} s"
+        eta += f" + {untimed} units of kinds not timed yet" if untimed else ""
+    else:
+        eta = f"ETA unknown: none of the {untimed} remaining units is of a kind timed yet" if untimed else "finishing"
+    shown = ", ".join(running[:2]) + (f" +{len(running) - 2}" if len(running) > 2 else "")
+    return f"{shown or 'idle'} | {eta}"
+
+
 def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "local", max_units: int | None = None,
               ray_address: str | None = None, progress: bool = True, keep_checkpoints: bool = False,
-              execute=execute_unit) -> Outcome:
+              execute=execute_unit, history: dict[str, float] | None = None) -> Outcome:
     """Run every incomplete unit in dependency order with ``jobs`` at a time (or on Ray).
 
     A unit starts when all its dependencies completed; a failed unit blocks its dependants (and
     theirs) but nothing else; an exclusive unit (latency timing) runs alone. ``execute(unit, root,
     keep_checkpoints) -> seconds`` runs one unit (papermill by default; tests pass a stand-in).
+    ``history`` (unit name -> seconds of earlier runs) feeds the progress bar's ETA.
     """
+    history = dict(history or {})
     outcome = Outcome()
     done = {name for name, unit in units.items() if unit.complete(root)}
     outcome.skipped = sorted(done)
@@ -161,13 +198,14 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
                     pending.remove(name)
                     running[submit(unit, root)] = name
                     started += 1
-                    bar.set_postfix_str(name)
+            bar.set_postfix_str(progress_text(list(running.values()), pending + list(running.values()), history,
+                                              submit.capacity))
             if not running:
                 break
             for handle in submit.wait(list(running)):
                 name = running.pop(handle)
                 try:
-                    outcome.seconds[name] = submit.result(handle)
+                    outcome.seconds[name] = history[name] = submit.result(handle)
                     outcome.executed.append(name)
                     done.add(name)
                 except Exception as error:  # reported at the end; dependants are blocked
