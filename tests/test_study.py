@@ -86,13 +86,71 @@ def test_smoke_study_resumes_after_a_kill_and_builds_the_book(tmp_path):
     assert [p["kind"] for p in combined["details"]["parents"]] == ["prune", "distill", "base"]
     assert all(r["details"]["calibration"]["split"] == "train" for r in routes.values())
     assert all(r["model"]["int8_pte_bytes"] < r["model"]["fp32_pte_bytes"] for r in routes.values())
-    html = ROOT / "_build" / "smoke" / "_build" / "html"
-    assert (html / "index.html").is_file()
+    html = ROOT / "_build" / "smoke" / "html"
+    assert (html / "index.html").is_file() and not (ROOT / "_build" / "smoke" / "_build").exists()
+    assert f"open {(html / 'index.html').resolve().as_uri()}" in finished.stdout
     assert check_book(html) >= 10
     baseline = next(html.rglob("train_base.html")).read_text()
     assert "Synthetic data." in baseline
     again = subprocess.run(command + ["--no-book"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert f"executed 0, skipped (already complete) {len(units)}" in again.stdout
+    assert "ERROR" not in finished.stderr + again.stderr, "kernel shutdowns must not log errors"
+    check_phone_kit(results, tmp_path / "kit", len(routes))
+
+
+def check_phone_kit(results: Path, out: Path, routes: int) -> None:
+    """``ocular-study export`` writes every route's files and a manifest whose checksums and outputs hold."""
+    import hashlib
+
+    import numpy as np
+
+    from ocular_utils.deployment import export
+    from ocular_utils.deployment.kit import run_artifact
+
+    made = subprocess.run(STUDY + ["export", "--profile", "smoke", "--results", str(results), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = manifest["artifacts"]
+    by_runtime = {}
+    for entry in entries:
+        by_runtime.setdefault(entry["runtime"], []).append(entry)
+        assert (out / entry["file"]).exists() and entry["synthetic"]
+    assert len(by_runtime["executorch"]) == len(by_runtime["onnxruntime"]) >= 2 * routes
+    for entry in by_runtime["executorch"][:2]:
+        path = out / entry["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        size = tuple(entry["input_shape"][2:])
+        assert np.allclose(run_artifact(path, "executorch", size), entry["expected_output"], atol=1e-4)
+    if export.coreml_available():
+        assert manifest["coreml"] == "written"
+        assert {e["precision"] for e in by_runtime["coreml"]} == {"fp16", "int8 weights, fp16 activations"}
+        assert all((out / e["file"] / "Manifest.json").is_file() for e in by_runtime["coreml"])
+    else:
+        assert "coreml" not in by_runtime and manifest["coreml"].startswith("not written")
+
+
+@pytest.mark.slow
+def test_smoke_book_in_a_browser():
+    """Every page of the smoke book in headless Chromium at 1280 px: no console errors, images decoded, nothing
+    wider than the text column outside a scroll box, no visible code on chapter pages, internal links resolve."""
+    pytest.importorskip("playwright", reason="Playwright is not installed (pip install -e '.[dev]')")
+    from tests.browser import check_book_in_browser, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found: install Debian's chromium package (.ci/run installs it when missing)")
+    html = ROOT / "_build" / "smoke" / "html"
+    if not (html / "index.html").is_file():  # run alone: build the smoke book first
+        built = subprocess.run(STUDY + ["run", "--profile", "smoke", "--quiet"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=1800)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    result = check_book_in_browser(html, chromium, code_free=lambda page: "/runs/" not in page)
+    print(f"browser check: {result.pages} pages, {result.images} images")
+    assert not result.problems, "\n".join(result.problems[:20])
+    assert result.pages >= 10 and result.images >= 10
+    intro = (html / "book" / "_generated" / "smoke" / "intro.html").read_text()
+    assert "Headline results of this build" in intro and "synthetic" in intro
 
 
 @pytest.mark.slow
