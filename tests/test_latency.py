@@ -121,9 +121,11 @@ def test_mismatch_is_an_error():
 
 
 @pytest.mark.skipif(not export.coreml_available(), reason="coremltools is not installed (optional extra)")
-def test_coreml_export(small_embedder, tmp_path):
+def test_coreml_export(small_embedder, tmp_path, capsys):
     path = export.export_coreml(small_embedder, tmp_path / "m.mlpackage", (32, 48))
-    assert (path / "Manifest.json").is_file()
+    int8 = export.export_coreml(small_embedder, tmp_path / "m8.mlpackage", (32, 48), int8_weights=True)
+    assert (path / "Manifest.json").is_file() and (int8 / "Manifest.json").is_file()
+    assert "Running MIL" not in capsys.readouterr().err  # no progress bars in notebooks or the kit's output
 
 
 def test_benchmark_rows(small_embedder, tmp_path):

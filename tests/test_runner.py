@@ -2,6 +2,7 @@
 import ast
 import dataclasses
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -226,3 +227,22 @@ def test_findings_glue_strings_without_quotes():
     shown, _ = DisplayFormatter().format(_plain("layer_weight 8x"))
     assert shown["text/plain"] == "layer_weight 8x" and shown["text/markdown"] == "layer_weight 8x"
     assert _plain(np.float64(7.5)) == 7.5 and type(_plain(np.float64(7.5))) is float
+
+
+def test_book_build_leaves_no_page_of_an_earlier_build(tmp_path, monkeypatch):
+    html = tmp_path / "_build" / "html"
+    html.mkdir(parents=True)
+    (html / "a-run-no-longer-in-the-book.html").write_text("stale")
+
+    def fake_jupyter_book(command, **kwargs):
+        out = Path(command[command.index("--path-output") + 1]) / "_build" / "html"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.html").write_text("new")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(book.subprocess, "run", fake_jupyter_book)
+    assert book.build(tmp_path, tmp_path / "toc.yml", html) == html
+    assert sorted(p.name for p in html.iterdir()) == ["index.html"]
+    other = book.html_folder(tmp_path, "smoke")
+    assert book.build(tmp_path, tmp_path / "toc.yml", other) == other == tmp_path / "_build" / "smoke" / "html"
+    assert (other / "index.html").is_file() and not (tmp_path / "_build" / "smoke" / "_build").exists()

@@ -195,7 +195,9 @@ def export_coreml(network: nn.Module, path: str | Path, input_size: tuple[int, i
         example = example_input(input_size)
         with torch.no_grad():
             traced = torch.jit.trace(network, example)
-        with environment_variable("TQDM_DISABLE", "1"):  # coremltools' conversion progress bars
+        # coremltools' conversion and compression progress bars (tqdm reads TQDM_DISABLE at import, so also
+        # silence the stream they write to)
+        with environment_variable("TQDM_DISABLE", "1"), contextlib.redirect_stderr(io.StringIO()):
             model = ct.convert(traced, inputs=[ct.TensorType(name="images", shape=tuple(example.shape))],
                                convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15)
             if int8_weights:

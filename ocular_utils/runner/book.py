@@ -113,6 +113,8 @@ def build(root: Path, toc: Path, html: Path, strict: bool = True) -> Path:
     ``_build/html`` is built in a work folder beside ``html`` and moved into place.
     """
     work = root if html == root / "_build" / "html" else html.parent / ".jupyter-book"
+    shutil.rmtree(work / "_build" / "html", ignore_errors=True)  # no page of an earlier build (a run no longer in
+    # the book, a page built with other extensions) may linger; the doctree cache keeps rebuilds fast
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(root),
                "--toc", str(toc),
                "--path-output", str(work), "--builder", "html"]
