@@ -76,17 +76,28 @@ def test_weights_equal_repetition():
     assert weighted == pytest.approx(eer(np.repeat(g, gw), np.repeat(i, iw)))
 
 
+def _trials_of(subjects, genuine, seed=0):
+    """Reference subjects for hand-made trials: the probe's own for genuine trials, another for impostors."""
+    rng = np.random.default_rng(seed)
+    n = subjects.max() + 1
+    other = (subjects + rng.integers(1, n, len(subjects))) % n
+    return {"genuine": genuine, "probe_subject": subjects, "reference_subject": np.where(genuine, subjects, other)}
+
+
 def test_bootstrap_interval_brackets_the_estimate():
     rng = np.random.default_rng(2)
     subjects = np.repeat(np.arange(40), 30)
     genuine = rng.random(len(subjects)) < 0.2
     scores = np.where(genuine, rng.normal(1.5, 1, len(subjects)), rng.normal(0, 1, len(subjects)))
-    report = verification_report(scores, genuine, subjects, replicates=200, seed=0)
+    trials = _trials_of(subjects, genuine)
+    report = verification_report(scores, genuine, subjects, trials["reference_subject"], replicates=200, seed=0)
     assert report["eer ci_low"] <= report["eer"] <= report["eer ci_high"]
     assert report["eer ci_high"] - report["eer ci_low"] < 0.2
-    again = bootstrap_over_subjects(scores, genuine, subjects, replicates=200, seed=0)
+    again = bootstrap_over_subjects(scores, genuine, subjects, trials["reference_subject"], replicates=200, seed=0)
     assert again["eer"] == (report["eer ci_low"], report["eer ci_high"])
     assert report["far=0.001 resolvable"] is False or report["impostor_trials"] >= 1000
+    with pytest.raises(ValueError, match="reference_subjects"):
+        verification_report(scores, genuine, subjects, replicates=10)
 
 
 def test_ties_take_the_lowest_threshold_despite_rounding():
@@ -96,9 +107,24 @@ def test_ties_take_the_lowest_threshold_despite_rounding():
     assert eer(genuine, impostor) == pytest.approx((4 / 6 + 1 / 2) / 2)
 
 
-def test_bootstrap_needs_a_subject_for_every_trial():
+def test_bootstrap_needs_both_subjects_of_every_trial():
     with pytest.raises(ValueError, match="no subject"):
-        bootstrap_over_subjects([0.1, 0.9], [False, True], [None, "a"], replicates=5)
+        bootstrap_over_subjects([0.1, 0.9], [False, True], [None, "a"], ["b", "a"], replicates=5)
+    with pytest.raises(ValueError, match="probe and 1 reference"):
+        bootstrap_over_subjects([0.1, 0.9], [False, True], ["b", "a"], ["a"], replicates=5)
+    with pytest.raises(ValueError, match="genuine trials have different"):
+        bootstrap_over_subjects([0.1, 0.9], [False, True], ["b", "a"], ["a", "b"], replicates=5)
+
+
+def test_impostor_trials_weigh_both_subjects_draws():
+    from ocular_utils.verification.resampling import SubjectResampler
+
+    # subjects a, b, c: genuine (a, a); impostor (a, b), (b, c)
+    resampler = SubjectResampler([True, False, False], ["a", "a", "b"], ["a", "b", "c"], replicates=1)
+    draw = np.array([0, 0, 1])  # a twice, b once, c never
+    assert list(resampler.weights(draw)) == [2, 2 * 1, 1 * 0], "genuine n_i, impostor n_i * n_j"
+    probe_only = SubjectResampler([True, False, False], ["a", "a", "b"], ["a", "b", "c"], replicates=1, sides="probe")
+    assert list(probe_only.weights(draw)) == [2, 2, 1], "the old scheme ignores the reference side"
 
 
 def _paired_case(seed=0, subjects=30, per_subject=20):
@@ -107,35 +133,36 @@ def _paired_case(seed=0, subjects=30, per_subject=20):
     genuine = np.tile(np.arange(per_subject) < 4, subjects)
     a = rng.normal(0, 1, len(subject)) + 2.0 * genuine
     b = a + rng.normal(0, 0.6, len(subject))  # a noisier copy: correlated with a, as two models on one trial list
-    return a, b, genuine, subject
+    return a, b, _trials_of(subject, genuine, seed)
 
 
 def test_paired_difference_of_identical_scores_is_exactly_zero():
     from ocular_utils.verification.paired import paired_difference
 
-    a, _, genuine, subject = _paired_case()
-    result = paired_difference(a, a.copy(), genuine, subject, replicates=100, seed=1)
+    a, _, trials = _paired_case()
+    result = paired_difference(a, a.copy(), trials, replicates=100, seed=1)
     assert (result.difference, result.ci_low, result.ci_high, result.p_value) == (0.0, 0.0, 0.0, 1.0)
 
 
 def test_paired_difference_of_a_shifted_copy_is_the_shift():
     from ocular_utils.verification.paired import paired_difference
 
-    a, _, genuine, subject = _paired_case()
+    a, _, trials = _paired_case()
+    genuine = trials["genuine"]
 
     def mean_genuine_score(scores, genuine, weights):
         return np.average(scores[genuine], weights=weights[genuine])
 
-    result = paired_difference(a + 0.25, a, genuine, subject, metric=mean_genuine_score, replicates=200, seed=2)
+    result = paired_difference(a + 0.25, a, trials, metric=mean_genuine_score, replicates=200, seed=2)
     assert result.difference == pytest.approx(0.25)
     assert result.ci_low == pytest.approx(0.25) and result.ci_high == pytest.approx(0.25)
     assert result.p_value == pytest.approx(2 / (result.replicates + 1)), "never zero: below 1/(n+1)"
-    lower_eer = paired_difference(a + 0.8 * genuine, a, genuine, subject, replicates=200, seed=2)
+    lower_eer = paired_difference(a + 0.8 * genuine, a, trials, replicates=200, seed=2)
     assert lower_eer.difference < 0 and lower_eer.ci_high < 0 and lower_eer.p_value < 0.05
     with pytest.raises(ValueError, match="same trials"):
-        paired_difference(a, a[:-1], genuine, subject)
+        paired_difference(a, a[:-1], trials)
     with pytest.raises(ValueError, match="unknown metric"):
-        paired_difference(a, a, genuine, subject, metric="frr")
+        paired_difference(a, a, trials, metric="frr")
 
 
 def test_paired_difference_matches_scipy_paired_bootstrap():
@@ -144,22 +171,26 @@ def test_paired_difference_matches_scipy_paired_bootstrap():
     from ocular_utils.verification.metrics import ErrorCurve
     from ocular_utils.verification.paired import paired_difference
 
-    a, b, genuine, subject = _paired_case(seed=3)
+    a, b, trials = _paired_case(seed=3)
+    genuine, probe, reference = trials["genuine"], trials["probe_subject"], trials["reference_subject"]
     curves = [ErrorCurve(s[genuine], s[~genuine]) for s in (a, b)]
-    n = subject.max() + 1
+    n = probe.max() + 1
+
+    def weights(index):
+        counts = np.bincount(index, minlength=n).astype(float)
+        return np.where(genuine, counts[probe], counts[probe] * counts[reference])
 
     def statistic(index_a, index_b):
         assert np.array_equal(index_a, index_b), "paired resampling draws the same subjects for both models"
-        wa = np.bincount(index_a, minlength=n).astype(float)[subject]
-        wb = np.bincount(index_b, minlength=n).astype(float)[subject]
+        wa, wb = weights(index_a), weights(index_b)
         return curves[0].eer(wa[genuine], wa[~genuine])[0] - curves[1].eer(wb[genuine], wb[~genuine])[0]
 
-    reference = stats.bootstrap((np.arange(n), np.arange(n)), statistic, paired=True, vectorized=False,
-                                n_resamples=300, method="percentile", confidence_level=0.95,
-                                random_state=np.random.default_rng(7))
-    ours = paired_difference(a, b, genuine, subject, replicates=300, seed=7)
-    assert ours.ci_low == pytest.approx(reference.confidence_interval.low, abs=1e-12)
-    assert ours.ci_high == pytest.approx(reference.confidence_interval.high, abs=1e-12)
+    reference_result = stats.bootstrap((np.arange(n), np.arange(n)), statistic, paired=True, vectorized=False,
+                                       n_resamples=300, method="percentile", confidence_level=0.95,
+                                       random_state=np.random.default_rng(7))
+    ours = paired_difference(a, b, trials, replicates=300, seed=7)
+    assert ours.ci_low == pytest.approx(reference_result.confidence_interval.low, abs=1e-12)
+    assert ours.ci_high == pytest.approx(reference_result.confidence_interval.high, abs=1e-12)
     assert ours.difference == pytest.approx(curves[0].eer()[0] - curves[1].eer()[0])
 
 
@@ -171,16 +202,34 @@ def test_holm_on_a_hand_worked_example():
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
     with pytest.raises(ValueError):
         holm([1.5])
+    with pytest.raises(ValueError, match="no NaN"):
+        holm([0.01, float("nan")])
 
 
-def test_convergence_rule():
-    from ocular_utils.verification.paired import PairedDifference, is_converged
+def test_claims_have_their_own_tests():
+    from ocular_utils.verification.paired import PairedDifference, beats_all, non_inferior, still_improving
 
-    def change(difference, low, high):
-        return PairedDifference("eer", difference, low, high, 0.5, 100, 0.95)
+    def d(difference, low, high, p):
+        return PairedDifference("eer", difference, low, high, p, 1000, 0.95)
 
-    assert is_converged(change(0.004, -0.006, 0.014))  # moved 0.4 points, half-width 1.0
-    assert not is_converged(change(-0.02, -0.03, -0.01))  # moved 2 points, half-width 1.0
+    four = [d(-0.01, -0.02, -0.001, 0.03)] * 4
+    assert beats_all(four, 0.05), "intersection-union: every raw p = 0.03 < 0.05 (Holm would give 0.12)"
+    assert not beats_all(four[:3] + [d(-0.01, -0.02, 0.001, 0.06)], 0.05) and not beats_all([], 0.05)
+    assert non_inferior(d(0.0015, -0.0054, 0.0099, 0.67), margin=0.01)
+    assert not non_inferior(d(0.0015, -0.0054, 0.0101, 0.67), margin=0.01), "absence of evidence is not enough"
+    assert still_improving(d(-0.02, -0.03, -0.01, 0.001)) and not still_improving(d(-0.004, -0.01, 0.002, 0.2))
+
+
+def test_looks_share_one_subject_draw():
+    from ocular_utils.verification.paired import paired_difference, paired_looks
+
+    a, b, trials = _paired_case(seed=5)
+    files = {name: trials | {"scores": s, "trial_list": "same"} for name, s in (("a", a), ("b", b))}
+    looks = paired_looks({"B": (files["a"], files["b"]), "2B": (files["a"], files["b"])}, replicates=100, seed=3)
+    assert looks.differences["B"] == looks.differences["2B"] == paired_difference(a, b, trials, replicates=100, seed=3)
+    assert looks.change.difference == 0 and looks.change.ci_low == looks.change.ci_high == 0, "same draws: no noise"
+    with pytest.raises(ValueError, match="different trial lists"):
+        paired_looks({"B": (files["a"], files["b"] | {"trial_list": "other"})}, replicates=10)
 
 
 def test_saved_runs_pair_only_on_the_same_trials(tmp_path):
@@ -188,25 +237,38 @@ def test_saved_runs_pair_only_on_the_same_trials(tmp_path):
 
     from ocular_utils.verification.scoring import Evaluation, compare_runs, save_scores, trial_fingerprint
 
-    a, b, genuine, subject = _paired_case(seed=4)
+    a, b, trials_dict = _paired_case(seed=4)
     frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(40)]})
-    trials = pd.DataFrame({"probe": np.arange(len(a)) % 40, "reference": (np.arange(len(a)) + 1) % 40,
-                           "genuine": genuine, "probe_subject": subject})
+    trials = pd.DataFrame({"probe": np.arange(len(a)) % 40, "reference": (np.arange(len(a)) + 1) % 40}
+                          | trials_dict)
     fingerprint = trial_fingerprint(frame, trials)
     for name, scores in (("a", a), ("b", b)):
         save_scores(Evaluation({}, pd.DataFrame(), scores, trials, fingerprint), tmp_path / name)
     paired = compare_runs(tmp_path / "a", tmp_path / "b", replicates=50, seed=1)
     from ocular_utils.verification.paired import paired_difference
 
-    assert paired == paired_difference(a, b, genuine, subject.astype(str), replicates=50, seed=1)
+    as_text = {k: np.asarray(v).astype(str) if "subject" in k else v for k, v in trials_dict.items()}
+    assert paired == paired_difference(a, b, as_text, replicates=50, seed=1)
     other = trials.assign(reference=(trials["reference"] + 1) % 40)
     save_scores(Evaluation({}, pd.DataFrame(), b, other, trial_fingerprint(frame, other)), tmp_path / "c")
     with pytest.raises(ValueError, match="different trial lists"):
         compare_runs(tmp_path / "a", tmp_path / "c")
 
 
-def test_an_unchanged_model_counts_as_converged():
-    from ocular_utils.verification.paired import PairedDifference, is_converged
+def test_old_score_files_without_reference_subjects_are_refused(tmp_path):
+    from ocular_utils.verification.scoring import load_trial_scores
 
-    assert is_converged(PairedDifference("eer", 0.0, 0.0, 0.0, 1.0, 100, 0.95))
-    assert not is_converged(PairedDifference("eer", 0.01, 0.01, 0.01, 0.0, 100, 0.95))
+    np.savez(tmp_path / "scores.npz", scores=np.zeros(2), genuine=np.array([True, False]),
+             subjects=np.array(["a", "a"]), trial_list=np.array("x"))
+    with pytest.raises(ValueError, match="reference_subject.*rerun"):
+        load_trial_scores(tmp_path)
+
+
+def test_paired_test_holds_its_level_when_identity_effects_sit_on_the_reference_side():
+    """A small, seeded version of benchmarks/paired_calibration.py: the null of equal true EER."""
+    from ocular_utils.verification.calibration import Design, rejection_rate
+
+    result = rejection_rate(Design(subjects=30, effect_side="reference"), datasets=60, replicates=100, seed=11)
+    assert result["rate"]["both"] <= 0.10, "both subjects resampled: near the nominal 0.05"
+    assert result["rate"]["probe"] >= 0.15, "probe subjects only: the reference-side null is rejected far too often"
+    assert abs(result["bootstrap_se"]["both"] - result["true_sd"]) < 0.3 * result["true_sd"]

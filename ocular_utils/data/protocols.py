@@ -210,14 +210,17 @@ def build_trials(test: pd.DataFrame, pairs: pd.DataFrame | None = None, eyes: st
     first session and probes those of later sessions (all pairs when there is one session only);
     with separate eyes only same-side eyes are compared. Impostor trials are subsampled (seeded,
     uniformly) to at most ``max_impostors``. Columns: ``probe``, ``reference``, ``genuine``,
-    ``probe_subject``, ``same_phone``, ``same_light``.
+    ``probe_subject``, ``reference_subject`` (both subjects of every trial: the bootstrap resamples both),
+    ``same_phone``, ``same_light``.
     """
     test = test.reset_index(drop=True)
     if pairs is not None:
         trials = pairs[["probe", "reference", "genuine"]].copy()
     else:
         trials = _cross_session_trials(test, eyes, max_impostors, seed)
-    trials["probe_subject"] = test["subject"].to_numpy()[trials["probe"].to_numpy()]
+    subjects = test["subject"].to_numpy()
+    trials["probe_subject"] = subjects[trials["probe"].to_numpy()]
+    trials["reference_subject"] = subjects[trials["reference"].to_numpy()]
     for column, name in (("phone", "same_phone"), ("light", "same_light")):
         values = test[column].to_numpy()
         probe, reference = values[trials["probe"].to_numpy()], values[trials["reference"].to_numpy()]

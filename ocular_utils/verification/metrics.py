@@ -8,8 +8,9 @@ Conventions (pinned, tested):
   such threshold), reported as ``(FAR + FRR) / 2`` at that threshold, as a fraction.
 * **TAR at FAR = f**: ``1 - FRR(t)`` at the lowest threshold whose ``FAR(t) <= f``.
 * ROC/DET curves and AUC come from :mod:`sklearn.metrics`.
-* Confidence intervals: percentile bootstrap over *subjects* (probe subjects resampled with
-  replacement; each trial weighted by how often its probe subject was drawn).
+* Confidence intervals: percentile bootstrap over *subjects*, both subjects of every trial resampled
+  (:mod:`ocular_utils.verification.resampling`: a genuine trial weighted by ``n_i``, an impostor
+  trial by ``n_i * n_j``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from ..core.environment import RunSettings
+from .resampling import SubjectResampler
 
 
 def _as_scores(values, name: str) -> np.ndarray:
@@ -120,25 +122,17 @@ def auc(genuine, impostor) -> float:
     return float(skm.roc_auc_score(y, s))
 
 
-def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1e-3),
+def bootstrap_over_subjects(scores, genuine_mask, probe_subjects, reference_subjects, far_targets=(1e-2, 1e-3),
                             replicates: int = RunSettings.replicates,
                             seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile confidence intervals of EER and TAR@FAR, resampling probe subjects with replacement."""
+    """Percentile confidence intervals of EER and TAR@FAR, resampling subjects (both sides of every trial)."""
     scores = np.asarray(scores, float)
     genuine_mask = np.asarray(genuine_mask, bool)
-    codes, uniques = pd.factorize(pd.Series(subjects))
-    if (codes < 0).any():
-        raise ValueError(f"{int((codes < 0).sum())} trials have no subject (NaN/None); "
-                         "every trial needs its probe subject")
+    resampler = SubjectResampler(genuine_mask, probe_subjects, reference_subjects, replicates, seed)
     curve = ErrorCurve(scores[genuine_mask], scores[~genuine_mask])
-    g_codes, i_codes = codes[genuine_mask], codes[~genuine_mask]
-    rng = np.random.default_rng(seed)
     samples = {"eer": []} | {f"tar@far={f:g}": [] for f in far_targets}
-    for _ in range(replicates):
-        counts = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques)).astype(float)
-        gw, iw = counts[g_codes], counts[i_codes]
-        if gw.sum() == 0 or iw.sum() == 0:
-            continue
+    for weights in resampler:
+        gw, iw = weights[genuine_mask], weights[~genuine_mask]
         samples["eer"].append(curve.eer(gw, iw)[0])
         for f in far_targets:
             samples[f"tar@far={f:g}"].append(curve.tar_at_far(f, gw, iw))
@@ -150,10 +144,10 @@ def bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets=(1e-2, 1
     return intervals
 
 
-def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 1e-3),
-                        replicates: int = RunSettings.replicates,
+def verification_report(scores, genuine_mask, probe_subjects=None, reference_subjects=None,
+                        far_targets=(1e-2, 1e-3), replicates: int = RunSettings.replicates,
                         seed: int = 0) -> dict:
-    """EER, AUC and TAR@FAR of one set of trials, with subject-bootstrap intervals when ``subjects`` is given."""
+    """EER, AUC and TAR@FAR of one set of trials, with subject-bootstrap intervals when the subjects are given."""
     scores = np.asarray(scores, float)
     genuine_mask = np.asarray(genuine_mask, bool)
     genuine, impostor = scores[genuine_mask], scores[~genuine_mask]
@@ -169,8 +163,11 @@ def verification_report(scores, genuine_mask, subjects=None, far_targets=(1e-2, 
     for f in far_targets:
         report[f"tar@far={f:g}"] = curve.tar_at_far(f)
         report[f"far={f:g} resolvable"] = bool(len(impostor) * f >= 1)
-    if subjects is not None and replicates:
-        intervals = bootstrap_over_subjects(scores, genuine_mask, subjects, far_targets, replicates, seed)
+    if probe_subjects is not None and replicates:
+        if reference_subjects is None:
+            raise ValueError("intervals resample both subjects of every trial: give reference_subjects too")
+        intervals = bootstrap_over_subjects(scores, genuine_mask, probe_subjects, reference_subjects, far_targets,
+                                            replicates, seed)
         report["bootstrap_replicates"] = intervals.pop("replicates")
         for key, (low, high) in intervals.items():
             report[f"{key} ci_low"], report[f"{key} ci_high"] = low, high

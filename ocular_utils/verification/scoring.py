@@ -76,6 +76,11 @@ class Evaluation:
         """Impostor trial scores."""
         return self.scores[~self.trials["genuine"].to_numpy()]
 
+    def as_score_file(self) -> dict:
+        """The scores as :func:`load_trial_scores` returns a saved file (for paired comparisons in memory)."""
+        return {"scores": self.scores, "genuine": self.trials["genuine"].to_numpy(), "trial_list": self.trial_list,
+                **{column: self.trials[column].astype(str).to_numpy() for column in SUBJECT_COLUMNS}}
+
 
 def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e-3)) -> pd.DataFrame:
     """EER / TAR@FAR on all trials and on the same/cross phone and lighting subsets the data has."""
@@ -113,7 +118,7 @@ def evaluate_embeddings(embeddings: np.ndarray, frame: pd.DataFrame, trials: pd.
         raise ValueError(f"{len(embeddings)} embeddings for {len(frame)} images")
     scores = score_trials(embeddings, trials)
     report = verification_report(scores, trials["genuine"].to_numpy(), trials["probe_subject"].to_numpy(),
-                                 replicates=replicates, seed=seed)
+                                 trials["reference_subject"].to_numpy(), replicates=replicates, seed=seed)
     return Evaluation(report, subset_table(scores, trials), scores, trials, trial_fingerprint(frame, trials))
 
 
@@ -127,12 +132,15 @@ def trial_fingerprint(frame: pd.DataFrame, trials: pd.DataFrame) -> str:
 
 def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = DataConfig.eyes, device="cpu",
                       max_impostors: int | None = DataConfig.validation_max_impostors, seed: int = 0):
-    """A function ``model -> {'eer': ...}`` on held-out validation identities (for checkpoint selection)."""
+    """A function ``model -> {'eer': ...}`` on held-out validation identities (for checkpoint selection).
+
+    The function also takes precomputed embeddings of ``frame``'s images (e.g. from a mobile runtime).
+    """
     trials = build_trials(frame, eyes=eyes, max_impostors=max_impostors, seed=seed)
 
-    def metric(model: torch.nn.Module) -> dict:
-        scores = score_trials(embed_images(model, store, frame, device), trials)
-        report = verification_report(scores, trials["genuine"].to_numpy(), replicates=0)
+    def metric(model: torch.nn.Module | np.ndarray) -> dict:
+        embeddings = model if isinstance(model, np.ndarray) else embed_images(model, store, frame, device)
+        report = verification_report(score_trials(embeddings, trials), trials["genuine"].to_numpy(), replicates=0)
         return {"eer": report["eer"], "auc": report["auc"]}
 
     return metric
@@ -149,12 +157,19 @@ def evaluate_embeddings_on_test(embeddings: np.ndarray, data, replicates: int) -
     return evaluate_embeddings(embeddings, data.split.test, data.trials, replicates, data.config.seed)
 
 
+SUBJECT_COLUMNS = ("probe_subject", "reference_subject")
+
+
 def save_scores(evaluation: Evaluation, run_dir: str | Path, name: str = "scores.npz") -> Path:
-    """Store the test trial scores (``<run_dir>/<name>``) for ROC/DET curves and paired comparisons."""
+    """Store the test trial scores (``<run_dir>/<name>``) for ROC/DET curves and paired comparisons.
+
+    Besides the scores and labels, the file keeps both subjects of every trial (the bootstrap
+    resamples both) and the trial list's fingerprint (only equal lists pair).
+    """
     buffer = io.BytesIO()
+    subjects = {column: np.asarray(evaluation.trials[column].astype(str), dtype=str) for column in SUBJECT_COLUMNS}
     np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy(),
-                        subjects=np.asarray(evaluation.trials["probe_subject"].astype(str), dtype=str),
-                        trial_list=np.array(evaluation.trial_list))
+                        trial_list=np.array(evaluation.trial_list), **subjects)
     return atomic_write_bytes(Path(run_dir) / name, buffer.getvalue())
 
 
@@ -166,25 +181,30 @@ def _scores_file(path: str | Path) -> Path:
 
 def load_trial_scores(run_dir: str | Path) -> dict:
     """Everything :func:`save_scores` stored (in a run folder or a named file): ``scores``, ``genuine``,
-    ``subjects`` and the ``trial_list`` hash."""
-    with np.load(_scores_file(run_dir)) as payload:
+    ``probe_subject``, ``reference_subject`` and the ``trial_list`` hash.
+
+    Score files of older versions, which kept only the probe subject, are refused: rerun the run.
+    """
+    path = _scores_file(run_dir)
+    with np.load(path) as payload:
+        missing = [column for column in SUBJECT_COLUMNS if column not in payload.files]
+        if missing:
+            raise ValueError(f"{path} keeps no {' and no '.join(missing)} (written by an older version that "
+                             "resampled only probe subjects); rerun the run that wrote it")
         return {key: payload[key] for key in payload.files} | {"trial_list": str(payload["trial_list"])}
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, metric: str = "eer", replicates: int = RunSettings.replicates,
                  seed: int = 0):
     """The paired difference ``metric(a) - metric(b)`` of two saved runs; refuses runs scored on different trials."""
-    from .paired import paired_difference
+    from .paired import compare_scores
 
-    a, b = load_trial_scores(run_a), load_trial_scores(run_b)
-    if a["trial_list"] != b["trial_list"]:
-        raise ValueError(f"{run_a} and {run_b} were scored on different trial lists ({a['trial_list']} vs "
-                         f"{b['trial_list']}); a paired comparison needs the same trials")
-    return paired_difference(a["scores"], b["scores"], a["genuine"], a["subjects"], metric, replicates, seed)
+    return compare_scores(load_trial_scores(run_a), load_trial_scores(run_b), metric, replicates, seed,
+                          names=(str(run_a), str(run_b)))
 
 
 def load_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(genuine, impostor)`` scores saved by :func:`save_scores`."""
-    with np.load(Path(run_dir) / "scores.npz") as payload:
+    with np.load(_scores_file(run_dir)) as payload:
         scores, genuine = payload["scores"], payload["genuine"]
     return scores[genuine], scores[~genuine]
