@@ -39,7 +39,7 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
     namespace = dict(data={"root": str(visob_root), "image_size": [32, 48], "val_fraction": 0.2},
                      base_dir=str(tmp_path / "base"), method=toy_method, compression=4,
                      pruning={"finetune": {"batch_size": 16}}, budget={"images": 32, "points": [0.5, 1.0]},
-                     seed=None, threads=None,
+                     role="grid", seed=None, threads=None,
                      device="cpu", replicates=5, run_dir=str(tmp_path / "runs" / "toy"))
     run = start_run("prune", namespace)
     dense = run.load_model(namespace["base_dir"])
@@ -56,8 +56,9 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
                         requested_compression=4, reference_params=reference_params(namespace["base_dir"]),
                         sparse=True, extra_metrics={"before.eer": 0.5})
     assert record.achieved_compression == pytest.approx(4, rel=0.01) and record.training_images == 32
-    assert record.seed == 0 and isinstance(record.converged, bool), "records carry budget, seed and convergence"
-    assert record.details["convergence"]["doubled_to"] == 32 and "validation_eer" in record.metrics
+    assert record.seed == 0 and isinstance(record.still_improving, bool), "records carry budget, seed, improvement"
+    assert record.details["improvement"]["doubled_to"] == 32 and "validation_eer" in record.metrics
+    assert record.role == "grid" and record.details["trained_images"] == 32, "trunk (16) and decay branch (16)"
     grid = tables.load_results(results_dir=tmp_path / "runs").pruning
     row = grid.iloc[0]
     assert (row["method"], row["requested"], row["family"], row["label"]) == (

@@ -83,39 +83,97 @@ def test_unknown_settings_are_named():
         TrainConfig(optimizer="lion")
 
 
-def test_budget_is_cut_into_chunks_that_land_on_the_points():
+def test_budget_forks_the_trunk_before_each_point_and_cuts_it_into_passes():
     from ocular_utils.training.budget import BudgetConfig, RunBudget
 
-    assert RunBudget(3072, [0.125, 0.25, 0.5, 1.0, 2.0]).chunks(32, 1620) == (12, 16, [1, 2, 4, 8, 16])
-    batches, chunks, at = RunBudget(1_024_000, [0.125, 0.5, 1.0]).chunks(128, 50_000)
-    assert (chunks, at) == (24, [3, 12, 24]) and batches == 333, "a first point longer than one pass is split"
-    with pytest.raises(ValueError, match="whole multiples"):
-        RunBudget(3072, [0.3, 1.0]).chunks(32, 1620)
+    budget = RunBudget(3072, [0.125, 0.25, 0.5, 1.0, 2.0], decay_fraction=0.2)
+    forks = budget.forks(32)
+    # point p: p * 96 batches in all, of which 80% on the trunk and 20% in the decay branch
+    assert [(f.trunk_batches, f.branch_batches, f.images) for f in forks] == [
+        (10, 2, 384), (19, 5, 768), (38, 10, 1536), (77, 19, 3072), (154, 38, 6144)]
+    chunks, at = budget.chunks(32, 1620)  # one pass: 50 batches
+    assert max(chunks) <= 50 and sum(chunks) == 154, "the trunk ends at the last fork"
+    assert [sum(chunks[:k]) for k in at] == [10, 19, 38, 77, 154], "every fork falls on a chunk's end"
+    assert budget.trained_images(32) == 32 * (154 + 2 + 5 + 10 + 19 + 38)
+    dedicated = RunBudget(3072, [1.0], decay_fraction=0.0)
+    assert [(f.trunk_batches, f.branch_batches) for f in dedicated.forks(32)] == [(96, 0)]
     with pytest.raises(ValueError, match="less than one batch"):
-        RunBudget(64, [0.125, 1.0]).chunks(32, 1620)
+        RunBudget(64, [0.125, 1.0]).forks(32)
+    chunks, at = RunBudget(32, [0.5, 1.0]).chunks(16, 160)  # tiny: both points fork after one batch
+    assert chunks == [1] and [f.branch_batches for f in at[1]] == [0, 1]
+    with pytest.raises(ValueError, match="decay_fraction"):
+        RunBudget(64, [1.0], decay_fraction=1.0)
     config = BudgetConfig()
-    assert config.for_run(True) == {"images": 3072, "points": [0.125, 0.25, 0.5, 1.0, 2.0]}
-    assert config.for_run(False, ratio=32) == {"images": 1536, "points": [0.125, 0.25, 0.5, 1.0]}
+    assert config.for_run(True) == {"images": 3072, "points": [0.125, 0.25, 0.5, 1.0, 2.0], "decay_fraction": 0.2}
+    assert config.for_run(False, ratio=32)["images"] == 1536
+    assert config.for_run(False, ratio=32, full=True)["images"] == 3072, "runs behind a verdict keep the full budget"
     with pytest.raises(ValueError, match="points holding 1.0"):
         BudgetConfig(points=[0.5, 2.0])
 
 
-def test_training_to_a_budget_keeps_the_model_at_the_budget(tiny_data, tmp_path):
-    from ocular_utils.core.atomic import load_state
-    from ocular_utils.training.budget import along_the_way, convergence
+def test_linear_schedule_ends_at_zero():
+    from ocular_utils.training.loop import make_scheduler
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = make_scheduler(optimizer, TrainConfig(lr=0.1, schedule="linear", chunk_batches=[3, 2]), 10)
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.1, 0.08, 0.06, 0.04, 0.02]) and optimizer.param_groups[0]["lr"] == 0
+
+
+def _budget_run(data, run_dir, budget):
     from ocular_utils.training.recipes import fit_to_budget
 
     torch.manual_seed(0)
-    model = build_model("resnet18", tiny_data.split.num_classes, 16)
-    config = TrainConfig(batch_size=16, optimizer="adamw", lr=0.002, weight_decay=0.0, augment=False)
-    result = fit_to_budget(model, tiny_data, tmp_path, config, {"images": 32, "points": [0.5, 1.0, 2.0]},
-                           progress=False)
-    assert result.history["images"].sum() == 64, "an extended run goes on to twice its budget"
+    model = build_model("resnet18", data.split.num_classes, 16)
+    config = TrainConfig(batch_size=16, optimizer="sgd", lr=0.01, weight_decay=0.0, augment=False,
+                         schedule="constant")
+    return model, fit_to_budget(model, data, run_dir, config, budget, progress=False)
+
+
+def test_training_to_a_budget_keeps_the_finished_model_at_the_budget(tiny_data, tmp_path):
+    from ocular_utils.core.atomic import load_state
+    from ocular_utils.training.along import along_the_way, improvement
+
+    model, result = _budget_run(tiny_data, tmp_path, {"images": 64, "points": [0.5, 1.0, 2.0],
+                                                     "decay_fraction": 0.25})
+    assert result.history["images"].sum() == 96, "the trunk runs to the last fork: 75% of 2B = 6 batches"
+    assert result.history["branch_images"].sum() == 16 * (1 + 1 + 2), "a decay branch at each point"
     points = along_the_way(result.history)
-    assert list(points["budget_images"]) == [16, 32, 64] and points["test_eer"].notna().all()
-    assert sorted(p.name for p in (tmp_path / "along").iterdir()) == ["scores-16.npz", "scores-32.npz",
+    assert list(points["budget_images"]) == [32, 64, 128] and points["test_eer"].notna().all()
+    assert points["val_eer"].notna().all()
+    assert sorted(p.name for p in (tmp_path / "along").iterdir()) == ["scores-128.npz", "scores-32.npz",
                                                                       "scores-64.npz"]
     at_budget = load_state(tmp_path / "checkpoints" / "budget.pt")["model"]
     assert all(torch.equal(v, at_budget[k]) for k, v in model.state_dict().items()), "the model is the one at B"
-    check = convergence(tmp_path, 32, replicates=20)
-    assert (check["images"], check["doubled_to"]) == (32, 64) and isinstance(check["converged"], bool)
+    check = improvement(tmp_path, points, replicates=20)
+    assert (check["images"], check["doubled_to"]) == (64, 128) and isinstance(check["still_improving"], bool)
+
+
+def test_decay_branches_leave_the_trunk_untouched(tiny_data, tmp_path):
+    """The trunk after its last fork is the same whether or not branches ran off it (weights restored)."""
+    import ocular_utils.training.along as along
+
+    with_branches, _ = _budget_run(tiny_data, tmp_path / "a", {"images": 64, "points": [0.5, 1.0, 2.0],
+                                                               "decay_fraction": 0.25})
+    original = along.AlongTheWay.restore_budget_model
+    along.AlongTheWay.restore_budget_model = lambda self, model, device: 0  # keep the trunk's final state
+    try:
+        trunk_a, _ = _budget_run(tiny_data, tmp_path / "b", {"images": 64, "points": [0.5, 1.0, 2.0],
+                                                             "decay_fraction": 0.25})
+        original_branch = along.AlongTheWay.decay_branch
+        along.AlongTheWay.decay_branch = lambda self, context, fork: None
+        try:
+            trunk_b, _ = _budget_run(tiny_data, tmp_path / "c", {"images": 64, "points": [0.5, 1.0, 2.0],
+                                                                 "decay_fraction": 0.25})
+        finally:
+            along.AlongTheWay.decay_branch = original_branch
+    finally:
+        along.AlongTheWay.restore_budget_model = original
+    assert all(torch.equal(x, y) for x, y in zip(trunk_a.state_dict().values(), trunk_b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(with_branches.state_dict().values(),
+                                                     trunk_a.state_dict().values())), "the budget model is a branch"

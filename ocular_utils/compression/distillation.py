@@ -36,7 +36,8 @@ def student_family(loss: str) -> str:
 
 
 def _default_student_training() -> TrainConfig:
-    # constant after warm-up: the model at each point of the budget is what a shorter run would give
+    # constant after warm-up on the trunk; each point of the budget ends with a decay branch to zero
+    # (warmup-stable-decay, training.budget)
     return TrainConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_epochs=1.0, schedule="constant")
 
 
@@ -61,9 +62,10 @@ class DistillationConfig(Settings):
             if loss not in LOSSES:
                 raise ValueError(f"distillation.losses: unknown loss {loss!r}; expected some of {LOSSES}")
 
-    def recipe(self) -> dict:
-        """The settings one student run uses (not the grid of students and losses)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("students", "losses")}
+    def recipe(self, **train) -> dict:
+        """The settings one student run uses (not the grid of students and losses); ``train`` overrides training."""
+        recipe = {k: v for k, v in self.to_dict().items() if k not in ("students", "losses")}
+        return recipe | {"train": recipe["train"] | train}
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,

@@ -74,9 +74,10 @@ def compress(model: nn.Module, method: str, compression: float, batch=None, seed
 
 
 def _default_finetune() -> TrainConfig:
-    # ShrinkBench fine-tunes with SGD (lr 1e-3, Nesterov momentum 0.9); the length is the study's matched
-    # budget (the profile's budget section), and the rate stays constant so that the model at each point of
-    # the budget is what a shorter run would give.
+    # ShrinkBench fine-tunes with SGD (Nesterov momentum 0.9, lr 1e-3); the length is the study's matched
+    # budget (the profile's budget section). The rate is constant on the trunk; each point of the budget
+    # ends with a decay branch to zero (warmup-stable-decay, training.budget). The rate itself is chosen
+    # by the sweep below on validation identities, the same for every method.
     return TrainConfig(lr=0.001, weight_decay=0.0, schedule="constant")
 
 
@@ -90,17 +91,29 @@ class PruningConfig(Settings):
     round_to: int | None = None
     score_batch: int = 64  # training images in the batch that gradient-based scores use
     finetune: TrainConfig = field(default_factory=_default_finetune)
+    # fine-tuning rates tried on validation identities at a short budget (empty: finetune.lr as given)
+    lr_sweep: list = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03])
+    sweep_methods: list = field(default_factory=lambda: ["layer_weight", "channel_magnitude"])
+    sweep_fraction: float = 0.25  # the sweep's budget, as a fraction of the matched budget
 
     def __post_init__(self):
-        for method in self.methods:
+        for method in self.methods + self.sweep_methods:
             get_method(method)
+        if any(not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0 for lr in self.lr_sweep):
+            raise ValueError(f"pruning.lr_sweep: every rate must be a positive number (got {self.lr_sweep})")
+        if not 0 < self.sweep_fraction <= 1:
+            raise ValueError(f"pruning.sweep_fraction must be in (0, 1] (got {self.sweep_fraction})")
         for ratio in self.compressions:
             if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 1:
                 raise ValueError(f"pruning.compressions: {ratio!r} is not a ratio >= 1")
 
-    def recipe(self) -> dict:
-        """The settings one grid cell uses (not the grid itself, so adding a ratio re-runs no cell)."""
-        return {"round_to": self.round_to, "score_batch": self.score_batch, "finetune": self.finetune.to_dict()}
+    def recipe(self, **finetune) -> dict:
+        """The settings one grid cell uses (not the grid itself, so adding a ratio re-runs no cell).
+
+        ``finetune`` overrides fine-tuning settings (e.g. the rate the sweep chose).
+        """
+        return {"round_to": self.round_to, "score_batch": self.score_batch,
+                "finetune": self.finetune.to_dict() | finetune}
 
 
 def compress_model(model: nn.Module, method: str, compression: float, data, config: PruningConfig,

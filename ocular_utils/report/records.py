@@ -55,7 +55,7 @@ class Record:
     """What one run leaves: what it was (typed fields), what it measured, and where it ran.
 
     The identity of a model is in typed fields (``method``, ``requested_compression``, ``student``,
-    ``kd_loss``, ``family``, ``seed``, ``training_images``, ``converged``); display labels are made from them
+    ``kd_loss``, ``family``, ``seed``, ``training_images``, ``still_improving``); display labels are made from them
     (:func:`display_label`) and never parsed back.
     """
 
@@ -71,7 +71,9 @@ class Record:
     kd_loss: str | None = None  # "none" for the no-teacher control
     seed: int | None = None
     training_images: int | None = None  # budget: images seen training (base, students) or fine-tuning (compressed)
-    converged: bool | None = None  # doubling the budget moved test EER less than the change's interval half-width
+    role: str | None = None  # "grid" (the study's models), "total" (a student at the base's images + B),
+    # "sweep" (the fine-tuning rate sweep) or "dedicated" (a run whose own schedule ends at its budget)
+    still_improving: bool | None = None  # information only: EER fell measurably from the budget to twice it
     metrics: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)  # parameters, MACs, file sizes
     timings: dict = field(default_factory=dict)  # seconds per phase
@@ -99,7 +101,8 @@ def display_label(record) -> str:
     if kind == "prune":
         return f"{get('method')} {float(get('requested_compression')):g}x"
     if kind == "distill":
-        return f"{get('student')} ({get('kd_loss')})"
+        total = ", base + B images" if get("role") == "total" else ""
+        return f"{get('student')} ({get('kd_loss')}{total})"
     return str(kind)
 
 

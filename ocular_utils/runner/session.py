@@ -29,7 +29,8 @@ from ..models.files import load_model, save_model, verify_reload
 from ..models.networks import deployed_network
 from ..report.records import Record, write_record
 from ..report.tables import synthetic_banner
-from ..training.budget import RunBudget, along_the_way, convergence
+from ..training.along import along_the_way, improvement
+from ..training.budget import RunBudget
 from ..training.loop import TrainResult
 from ..training.recipes import BaseConfig
 from ..verification.scoring import Evaluation, save_scores
@@ -39,8 +40,8 @@ from ..verification.scoring import Evaluation, save_scores
 PARAMETERS = {
     "data": ("data", "base"),
     "base": ("data", "base"),
-    "prune": ("data", "base_dir", "method", "compression", "pruning", "budget"),
-    "distill": ("data", "teacher_dir", "student", "loss", "distillation", "budget"),
+    "prune": ("data", "base_dir", "method", "compression", "pruning", "budget", "role"),
+    "distill": ("data", "teacher_dir", "student", "loss", "distillation", "budget", "role"),
     "latency": ("runs", "results_dir", "latency", "device_csv_dir", "quantized_runs"),
     "quantize": ("data", "parent_dir", "route", "quantization", "input_sizes"),
 }
@@ -114,7 +115,7 @@ class Run:
         return self.write_record(
             family=family, achieved_compression=reference / cost["nonzero_params"],
             training_images=budget.pop("images"),
-            converged=budget["convergence"]["converged"] if budget["convergence"] else None,
+            still_improving=budget["improvement"]["still_improving"] if budget["improvement"] else None,
             metrics=evaluation.report | budget.pop("metrics") | (extra_metrics or {}),
             model=cost | files | {"reference_params": reference},
             details={"history": result.history.to_dict("records"), "reload": reload,
@@ -122,24 +123,29 @@ class Run:
                      "split": self.data.split.sizes().to_dict("records")} | budget | (details or {}), **identity)
 
     def budget_details(self, result: TrainResult) -> dict:
-        """The record's budget: images, the selected validation EER, the points along the way and convergence."""
+        """The record's budget: images, validation EER at the budget, the points along the way, improvement.
+
+        ``trained_images`` counts every image the run trained on (its trunk and every decay branch).
+        """
         if self.budget is None:  # the base: its epochs are its budget
             images = int(result.history["images"].sum()) if len(result.history) else 0
             val = result.best_metric
             return {"images": images, "metrics": {} if val is None else {"validation_eer": val},
-                    "along_the_way": [], "convergence": None}
+                    "along_the_way": [], "improvement": None, "trained_images": images}
         along = along_the_way(result.history)
         at_budget = along[along["point"] == 1.0]
         return {"images": self.budget.images,
-                "metrics": {"validation_eer": float(at_budget["selected_val_eer"].iloc[0])} if len(at_budget) else {},
+                "metrics": {"validation_eer": float(at_budget["val_eer"].iloc[0])} if len(at_budget) else {},
                 "along_the_way": along.astype(object).where(along.notna(), None).to_dict("records"),
-                "convergence": convergence(self.run_dir, self.budget.images, self.settings.replicates,
-                                           self.data.config.seed)}
+                "improvement": improvement(self.run_dir, along, self.settings.replicates, self.data.config.seed),
+                "trained_images": int(result.history["images"].sum() + (result.history["branch_images"].sum()
+                                                                         if "branch_images" in result.history else 0))}
 
     def write_record(self, synthetic: bool | None = None, **fields) -> Record:
         """Write this run's :class:`Record` (its kind, parameters, seed and timings, plus ``fields``); return it."""
         record = Record(kind=self.kind, params=self.params, seed=self.settings.seed, timings=self.timings,
-                        synthetic=self.synthetic if synthetic is None else synthetic, **fields)
+                        synthetic=self.synthetic if synthetic is None else synthetic,
+                        **({"role": self.params["role"]} if "role" in self.params else {}) | fields)
         write_record(self.run_dir, record)
         return record
 

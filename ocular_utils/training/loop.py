@@ -25,7 +25,7 @@ from ..data.images import BatchLoader, ImageStore
 from . import distributed
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "linear")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class TrainConfig(Settings):
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     max_batches_per_epoch: int | None = None
+    chunk_batches: list | None = None  # batches of each epoch ("chunk"), replacing epochs (training to a budget)
     label_smoothing: float = 0.0
     augment: bool = True
     seed: int = 0
@@ -53,6 +54,13 @@ class TrainConfig(Settings):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs >= 0, batch_size >= 1 and lr > 0 are required (got {self})")
+        if self.chunk_batches is not None and (not self.chunk_batches or min(self.chunk_batches) < 1):
+            raise ValueError(f"chunk_batches must list at least one chunk of >= 1 batch (got {self.chunk_batches})")
+
+    @property
+    def chunks(self) -> int:
+        """Number of epochs (chunks) the run has."""
+        return len(self.chunk_batches) if self.chunk_batches is not None else self.epochs
 
 
 @dataclass
@@ -93,8 +101,12 @@ def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """Per-step learning-rate schedule: linear warm-up, then cosine decay or constant."""
-    total = max(1, config.epochs * steps_per_epoch)
+    """Per-step learning-rate schedule: linear warm-up, then cosine decay, constant, or linear decay to zero.
+
+    ``steps_per_epoch`` is one pass over the training images (warm-up is counted in passes); with
+    ``chunk_batches`` the run lasts their sum.
+    """
+    total = max(1, sum(config.chunk_batches) if config.chunk_batches else config.epochs * steps_per_epoch)
     warmup = int(config.warmup_epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
@@ -102,8 +114,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_
             return (step + 1) / warmup
         if config.schedule == "constant":
             return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if config.schedule == "linear":  # the rate after the last step is zero
+            return 1.0 - progress
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -210,15 +224,18 @@ def restore_best(model: nn.Module, state: TrainingState, best_path: Path | None,
         model.load_state_dict(state.best_state)
 
 
-def best_state_loader(state: TrainingState, best_path: Path | None, device: torch.device) -> Callable[[], dict]:
-    """A function returning the best-so-far state dict (from ``best_path`` or held in memory)."""
+@dataclass
+class TrainingContext:
+    """What an ``on_epoch_end`` callback of :func:`fit` may use: the model and its training objects."""
 
-    def load() -> dict:
-        if best_path is not None and best_path.is_file():
-            return load_state(best_path, map_location=device)["model"]
-        return state.best_state
-
-    return load
+    model: nn.Module
+    extra_module: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable
+    store: ImageStore
+    frame: pd.DataFrame
+    config: TrainConfig
+    device: torch.device
 
 
 def log_epoch(row: dict) -> None:
@@ -230,7 +247,7 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         validate: Callable[[nn.Module], dict] | None = None, checkpoint_dir: str | Path | None = None,
         loss_fn: Callable | None = None, extra_module: nn.Module | None = None,
         device: torch.device | str = "cpu", progress: bool | str = True,
-        validate_at: Collection[int] | None = None, after_validation: Callable | None = None) -> TrainResult:
+        validate_at: Collection[int] | None = None, on_epoch_end: Callable | None = None) -> TrainResult:
     """Train ``model`` (in place) on ``train_frame`` (column ``label``); keep the best epoch by validation EER.
 
     ``loss_fn(model, x, y) -> (loss, logits)`` defaults to cross-entropy; ``extra_module`` holds
@@ -239,10 +256,10 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
     ``best.pt`` (``{"model": state dict, "epoch", "metric"}`` of the selected epoch). After return
     ``model`` holds the best state.
     ``progress``: ``True`` prints one line per epoch, ``"bar"`` adds a per-batch progress bar, ``False`` is silent.
-    ``validate_at``: the epochs that are validated and may be selected (default: every epoch);
-    ``after_validation(model, row, best_state)`` is then called with the epoch's row (holding
-    ``best_epoch`` and ``best_val_eer`` so far) and a function returning the best-so-far state dict
-    (see :class:`ocular_utils.training.budget.AlongTheWay`).
+    ``validate_at``: the epochs that are validated and may be selected (default: every epoch; an
+    empty set: no selection, the last epoch is the model). ``on_epoch_end(context, row)`` is called
+    after every epoch (before its checkpoint) with a :class:`TrainingContext` and the epoch's row,
+    which it may extend (see :class:`ocular_utils.training.along.AlongTheWay`).
     """
     device = torch.device(device)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
@@ -251,7 +268,7 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         extra_module.to(device)
     loader = BatchLoader(store, train_frame, config.batch_size, shuffle=True, augment_images=config.augment,
                          seed=config.seed, rank=distributed.rank(), world_size=distributed.world_size(),
-                         max_batches=config.max_batches_per_epoch)
+                         max_batches=None if config.chunk_batches else config.max_batches_per_epoch)
     trainable = list(model.parameters()) + (list(extra_module.parameters()) if extra_module is not None else [])
     optimizer = make_optimizer(trainable, config)
     scheduler = make_scheduler(optimizer, config, len(loader))
@@ -261,16 +278,19 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
     state = resume(last_path, best_path, model, extra_module, optimizer, scheduler, loader, config, device)
     resumed_from = state.epoch
     train_model = distributed.wrap(model, device)
+    context = TrainingContext(model, extra_module, optimizer, loss_fn, store, train_frame, config, device)
     started = time.perf_counter()
-    for epoch in range(state.epoch + 1, config.epochs + 1):
-        row = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, device, epoch, config.epochs,
+    for epoch in range(state.epoch + 1, config.chunks + 1):
+        if config.chunk_batches:
+            loader.max_batches = config.chunk_batches[epoch - 1]
+        row = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, device, epoch, config.chunks,
                               extra_module, show_bar=progress == "bar" and distributed.is_main())
         if distributed.is_main():
             if validate_at is None or epoch in validate_at:
                 select_epoch(model, row, state, validate, best_path)
                 row.update(best_epoch=state.best_epoch, best_val_eer=state.best_metric)
-                if after_validation is not None:
-                    after_validation(model, row, best_state_loader(state, best_path, device))
+            if on_epoch_end is not None:
+                on_epoch_end(context, row)
             state.history.append(row)
             state.epoch = epoch
             if last_path is not None:

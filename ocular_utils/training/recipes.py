@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from ..models.networks import ModelConfig, OcularNet, build_model
-from .budget import AlongTheWay, RunBudget
+from .along import AlongTheWay, along_the_way
+from .budget import RunBudget
 from .loop import TrainConfig, TrainResult, fit
 
 
@@ -47,24 +48,35 @@ def train_base_model(data, run_dir: str | Path, config: BaseConfig, device: torc
 def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: TrainConfig, budget: RunBudget | dict,
                   device: torch.device | str = "cpu", seed: int = 0, progress: bool | str = True,
                   **fit_options) -> TrainResult:
-    """Train ``model`` for its budget of images (:mod:`ocular_utils.training.budget`); leave it at the budget.
+    """Train ``model`` for its budget of images; leave it as the finished model at the budget.
 
-    Validation EER is computed at the budget's points and selects the model among them; the
-    best-so-far model is also scored on the test trials at the points (all of them for a run that goes
-    on past its budget, :attr:`RunBudget.extended`, else half the budget and the budget): reported and
-    used for the convergence check, never to choose. ``config``'s epochs and batches per epoch are
-    replaced by the budget's chunks.
+    Warmup-stable-decay (:mod:`ocular_utils.training.budget`): ``config``'s schedule runs the trunk
+    (warm-up, then constant for ``schedule="constant"``), and at each point of the budget a branch
+    decays the rate to zero over the point's last ``decay_fraction`` of images; its end is the
+    finished model at that point, scored on validation identities and (at the reported points) on
+    the test trials (:class:`~ocular_utils.training.along.AlongTheWay`). Nothing is selected: the
+    model returned is the one at the budget (point 1.0). With ``decay_fraction=0`` the trunk itself
+    is the model at each point (a dedicated run whose own schedule ends at the budget, e.g.
+    ``schedule="linear"``). ``config``'s epochs are replaced by the budget's chunks.
     """
     from ..verification.scoring import evaluate_on_test
 
     budget = budget if isinstance(budget, RunBudget) else RunBudget.from_dict(budget, "budget")
-    chunked, points = budget.train_config(with_seed(config, seed), len(data.split.train))
-    along = AlongTheWay(run_dir, budget, points, lambda m: evaluate_on_test(m, data, device, replicates=0))
-    result = fit(model, data.store, data.split.train, chunked, validate=data.validation(device),
+    if 1.0 not in budget.points:
+        raise ValueError(f"budget points {budget.points} must hold 1.0: the run's model is the one at its budget")
+    config = with_seed(config, seed)
+    chunks, forks = budget.chunks(config.batch_size, len(data.split.train))
+    along = AlongTheWay(run_dir, budget, forks, data.validation(device),
+                        lambda m: evaluate_on_test(m, data, device, replicates=0))
+    result = fit(model, data.store, data.split.train, dataclasses.replace(config, chunk_batches=chunks),
                  checkpoint_dir=Path(run_dir) / "checkpoints", device=device, progress=progress,
-                 validate_at=set(points), after_validation=along, **fit_options)
+                 validate_at=set(), on_epoch_end=along, **fit_options)
     along.restore_budget_model(model, device)
-    return result
+    at_budget = along_the_way(result.history)
+    at_budget = at_budget[at_budget["point"] == 1.0]
+    # the model returned is the finished model at the budget: its validation EER, and the chunk it forked at
+    return dataclasses.replace(result, best_metric=float(at_budget["val_eer"].iloc[0]),
+                               best_epoch=next(k for k, forks in forks.items() if any(f.point == 1.0 for f in forks)))
 
 
 def fine_tune(model: OcularNet, data, run_dir: str | Path, config: TrainConfig, budget: RunBudget | dict,
