@@ -6,6 +6,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``core.environment``: device choice, seeds, thread counts, run settings, the machine's description
 - ``core.paths``: the project folder and paths relative to it
 - ``core.config``: typed settings (strict dict -> dataclass, plain dict back)
+- ``core.study``: study-wide constants of the comparison (the paper's method, alpha, fair partners)
 - ``data.synthetic``: the embedded synthetic periocular data set in VISOB's layout
 - ``data.visob``, ``data.ufpr``, ``data.generic``: loaders of the real layouts
 - ``data.schema``: the common image index and the errors bad input raises
@@ -18,7 +19,8 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``models.files``: model files (dense, sparse, resized) and the reload check
 - ``training.loop``: ``TrainConfig`` and the training loop in pieces (epoch, selection, checkpoints)
 - ``training.distributed``: data-parallel training under torchrun
-- ``training.budget``: matched budgets in training images, evaluation along the way, the convergence check
+- ``training.budget``: matched budgets in training images; where the trunk forks into decay branches
+- ``training.along``: finished models along the way (warmup-stable-decay branches), scored; improvement
 - ``training.recipes``: ``BaseConfig``; base training, training to a budget, fine-tuning
 - ``compression.registry``: the method registry (``METHODS``, ``register``, ``compress``), ``PruningConfig``
 - ``compression.unstructured``: ShrinkBench's five unstructured methods as torch prune masks
@@ -26,8 +28,10 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``compression.distillation``: KD losses, ``DistillationConfig``, student training
 - ``compression.routes``: the compression routes that end in int8 (``ROUTES``, ``register_route``)
 - ``verification.scoring``: embeddings, trial scores, score files
-- ``verification.metrics``: EER, TAR@FAR, ROC/DET, AUC, subject bootstrap
-- ``verification.paired``: paired difference of two models on the same trials, Holm's correction, convergence rule
+- ``verification.metrics``: EER, TAR@FAR, ROC/DET, AUC, subject bootstrap intervals
+- ``verification.resampling``: the subject bootstrap, both subjects of every trial resampled
+- ``verification.paired``: paired differences on the same trials, at several looks; Holm, IUT, non-inferiority
+- ``verification.calibration``: simulated data sets that check the paired test's level and power
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
 - ``deployment.quantize``: ``QuantizationConfig``; int8 for ExecuTorch (PT2E, XNNPACK) and ONNX Runtime (QDQ)
@@ -36,7 +40,8 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``deployment.devices``: on-device latency measurements from CSV files
 - ``report.records``: the typed ``Record`` of a run, run keys, loading records
 - ``report.tables``: the chapters' tables and ``load_results``
-- ``report.comparison``: the paper's findings against ours
+- ``report.comparison``: the comparisons behind the verdicts, each at B and 2B
+- ``report.verdicts``: the verdict rules (settled comparisons, IUT, Holm, non-inferiority)
 - ``report.plots``: every figure of the book (style applied by ``apply_style``)
 - ``report.timing``: where the time goes (seconds per phase, fixed overhead, throughput)
 - ``report.phone``: every route on the phone axes, the best route under a budget, the verdict

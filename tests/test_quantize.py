@@ -112,7 +112,9 @@ def test_sparse_int8_storage_shrinks_with_zeros(tiny_net, tmp_path):
 
 
 def test_every_route_becomes_units_with_its_parents(tmp_path):
-    planner = Planner(load_profile("default"), project_root(), str(tmp_path / "results"))
+    profile = load_profile("default")
+    profile.pruning.lr_sweep = []
+    planner = Planner(profile, project_root(), str(tmp_path / "results"))
     units = planner.build()
     quantized = [u for u in units.values() if u.kind == "quantize"]
     assert {u.params["route"] for u in quantized} == set(ROUTES)

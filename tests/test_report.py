@@ -28,7 +28,7 @@ def results_dir(tmp_path):
         "lw8-2": Record("prune", {}, family="unstructured pruning", method="layer_weight", requested_compression=8,
                         achieved_compression=8.01, seed=0, training_images=64, metrics=_metrics(0.10, 0.4),
                         model=_model(1000, 125, sparse=True), timings={"finetune": 3.0}, synthetic=True,
-                        converged=True),
+                        still_improving=True),
         "lw8-seed1": Record("prune", {}, family="unstructured pruning", method="layer_weight",
                             requested_compression=8, achieved_compression=8.01, seed=1, training_images=64,
                             metrics=_metrics(0.11, 0.4), model=_model(1000, 125, sparse=True),
@@ -83,15 +83,17 @@ def test_student_and_model_tables(results_dir):
     assert results.base["backbone"] == "resnet50"
     budget = tables.budget_table(models)
     assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "images_max"] == 800
-    assert budget.loc["unstructured pruning", "convergence_checked"] == 1 == budget.loc["unstructured pruning",
-                                                                                      "converged"]
+    assert budget.loc["unstructured pruning", "checked"] == 1 == budget.loc["unstructured pruning",
+                                                                           "still_improving"]
     everything = results.all_models
     assert len(everything) == 8 and sorted(everything.loc[everything["label"] == "layer_weight 8x", "seed"]) == [0, 1]
     assert list(models.loc[models["label"] == "layer_weight 8x", "eer"]) == [0.10], "the grid's seed, once"
     genuine = np.tile(np.arange(10) < 3, 30)
     subjects = np.repeat(np.arange(30), 10).astype(str)
     noise = np.random.default_rng(0).normal(size=genuine.size)
-    scores = {students.loc[i, "run_dir"]: {"scores": noise + shift * genuine, "genuine": genuine, "subjects": subjects,
+    reference = np.where(genuine, subjects, np.roll(subjects, 10))
+    scores = {students.loc[i, "run_dir"]: {"scores": noise + shift * genuine, "genuine": genuine,
+                                          "probe_subject": subjects, "reference_subject": reference,
                                           "trial_list": "one"} for i, shift in ((0, 3.0), (1, 1.0))}
     effect = comparison.teacher_effect(students, replicates=100, scores=scores)
     assert effect.loc[0, "loss"] == "logit" and effect.loc[0, "change (points)"] < 0 and effect.loc[0, "Holm p"] < 0.05
@@ -106,10 +108,10 @@ def test_chapter_summaries(results_dir):
     assert dict(best["method"]) == {2.0: "layer_weight", 8.0: "global_gradient"}
     assert best.loc[8.0, "EER % [95% CI]"] == "8.00 [7.00, 9.00]"
     text = comparison.best_setting_text(unstructured)
-    assert "layer_weight at 2x" in text and "reaches 10.00%" in text and "does not overlap" in text
+    assert "layer_weight at 2x" in text and "reaches 10.00%" in text and "comparison page" in text
     shown = tables.grid_summary(grid)
     assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "stored MB"] == 0.0
-    assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "converged"] == "yes"
+    assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "still improving"] == "yes"
     assert tables.interval_text(results.base) == "5.00 [4.00, 6.00]"
     summary = tables.model_summary(results.models)
     assert summary.loc[0, "label"] == "resnet50 (base)" and summary["latency ms"].isna().all()
@@ -133,3 +135,36 @@ def test_importing_plots_changes_no_global_style():
     plots.apply_style()
     assert dict(matplotlib.rcParams) != before
     matplotlib.rcdefaults()
+
+
+def _score_file(path, separation, seed=0):
+    rng = np.random.default_rng(seed)
+    subjects = np.repeat(np.arange(30), 10)
+    genuine = np.tile(np.arange(10) < 3, 30)
+    reference = np.where(genuine, subjects, (subjects + 1 + rng.integers(0, 29, subjects.size)) % 30)
+    noise = np.random.default_rng(0).normal(size=genuine.size) + 0.05 * rng.normal(size=genuine.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, scores=noise + separation * genuine, genuine=genuine, probe_subject=subjects.astype(str),
+             reference_subject=reference.astype(str), trial_list=np.array("one"))
+    return str(path)
+
+
+def test_phone_verdict_chooses_on_validation_and_needs_both_looks(tmp_path):
+    """An int8 model has no look at 2B: however clear at B, the category answer is not settled."""
+    from ocular_utils.report import phone
+
+    def row(label, category, separation, validation_eer, with_double):
+        at = _score_file(tmp_path / label / "scores.npz", separation)
+        double = _score_file(tmp_path / label / "2B.npz", separation, 1) if with_double else None
+        return {"label": label, "category": category, "speedup": 12.0, "validation_eer": validation_eer,
+                "eer": 0.1, "scores": at, "scores_2B": double}
+
+    models = pd.DataFrame([row("int8 student", "combination", 3.0, 0.05, False),
+                           row("student", "distillation", 1.0, 0.10, True),
+                           row("pruned", "pruning", 3.5, 0.20, True)])  # best on test, not on validation
+    verdict = phone.category_verdict(models, 10, replicates=200)
+    assert verdict["winner"] == "int8 student", "the winner is chosen on validation EER"
+    assert verdict["verdict"] == "inconclusive" and "no look at 2B" in verdict["text"]
+    both = models.assign(scores_2B=[_score_file(tmp_path / "x" / "2B.npz", 3.0, 2), *models["scores_2B"][1:]])
+    settled = phone.category_verdict(both.iloc[:2], 10, replicates=200)
+    assert settled["verdict"] == "combination", "lower at B and at 2B, raw p < 0.05"

@@ -49,14 +49,16 @@ def test_records_round_trip_and_only_complete_ones_load(tmp_path):
     assert not list(tmp_path.rglob("*.tmp")), "atomic writes leave no temporary files"
 
 
-def test_shipped_profiles_load_and_plan():
+def test_shipped_profiles_load_and_plan(tmp_path):
     assert {"smoke", "default", "visob", "ufpr"} <= set(available_profiles())
     for name in available_profiles():
         profile = load_profile(name)
-        units = Planner(profile, project_root()).build()
+        profile.pruning.lr_sweep = []  # the grid at once (the sweep's round is tested on its own)
+        units = Planner(profile, project_root(), str(tmp_path)).build()
         base_dir = str(units["base"].run_dir)
         grid = [u for u in units.values() if u.kind == "prune" and u.params["base_dir"] == base_dir
-                and u.params["seed"] == profile.seed]  # not the pruned students, not the extra seeds
+                and u.params["seed"] == profile.seed and u.params["role"] == "grid"]  # not the pruned students,
+        # not the extra seeds, not the dedicated-schedule checks
         assert len(grid) == len(profile.pruning.compressions) * len(profile.pruning.methods)
         names = list(units)
         for unit in units.values():
@@ -83,11 +85,12 @@ def test_bad_profiles_are_named(tmp_path):
         load_profile("nonexistent")
 
 
-def test_plan_keys_follow_upstream_changes():
+def test_plan_keys_follow_upstream_changes(tmp_path):
     profile = load_profile("smoke")
-    first = Planner(profile, project_root()).build()
+    profile.pruning.lr_sweep = []
+    first = Planner(profile, project_root(), str(tmp_path)).build()
     profile.base.train.epochs = 2
-    second = Planner(profile, project_root()).build()
+    second = Planner(profile, project_root(), str(tmp_path)).build()
     assert first["data"].key == second["data"].key
     assert first["base"].key != second["base"].key
     assert all(first[n].key != second[n].key for n in first if n.startswith("prune/"))
@@ -112,6 +115,30 @@ def test_device_measurements_schema(tmp_path):
 
 def test_duplicate_grid_cells_are_refused():
     profile = load_profile("smoke")
+    profile.pruning.lr_sweep = []
     profile.pruning.compressions = [4, 4.0]
     with pytest.raises(ValueError, match="both named"):
         Planner(profile, project_root()).build()
+
+
+def test_the_grid_waits_for_the_rate_sweep_and_takes_its_choice(tmp_path):
+    """Round 1 plans the sweep (validation identities, short budget); round 2 the grid at the chosen rate."""
+    from ocular_utils.report.records import Record, write_record
+
+    profile = load_profile("smoke")
+    planner = Planner(profile, project_root(), str(tmp_path / "results"))
+    units = planner.build()
+    sweep = [u for u in units.values() if u.params.get("role") == "sweep"]
+    assert len(sweep) == len(profile.pruning.lr_sweep) * len(profile.pruning.sweep_methods)
+    assert not any(u.params.get("role") == "grid" and u.kind == "prune" for u in units.values())
+    assert any("rate sweep" in note for note in planner.pending)
+    assert all(u.params["budget"]["points"] == [1.0] for u in sweep)
+    assert {u.params["budget"]["images"] for u in sweep} == {round(profile.budget.images
+                                                                  * profile.pruning.sweep_fraction)}
+    for unit in sweep:  # the second-largest rate has the lowest validation EER
+        lr = unit.params["pruning"]["finetune"]["lr"]
+        eer = 0.1 if lr == sorted(profile.pruning.lr_sweep)[-2] else 0.3
+        write_record(unit.run_dir, Record("prune", unit.params, metrics={"validation_eer": eer}))
+    units = Planner(profile, project_root(), str(tmp_path / "results")).build()
+    grid = [u for u in units.values() if u.kind == "prune" and u.params.get("role") == "grid"]
+    assert grid and {u.params["pruning"]["finetune"]["lr"] for u in grid} == {sorted(profile.pruning.lr_sweep)[-2]}

@@ -17,7 +17,7 @@ from torch import nn
 from ..core.paths import resolve
 from ..models.files import load_model
 from ..models.networks import deployed_network
-from ..verification.paired import paired_difference
+from ..verification.paired import compare_scores
 from ..verification.scoring import Evaluation, embed_images, evaluate_embeddings_on_test, load_trial_scores, save_scores
 from . import export, latency, quantize
 
@@ -70,33 +70,31 @@ def score_through_runtimes(network: nn.Module, artifacts: pd.DataFrame, data, pa
     """Embed the test images through each scored int8 artifact; metrics, stored scores and paired differences.
 
     Returns ``{runtime: Evaluation}`` and a table with, per runtime, the EER, the paired EER
-    difference to the parent (its stored test scores: the same trials) and the smallest per-image
-    cosine between the runtime's embedding and the parent's eager embedding. ExecuTorch's scores are
-    the run's ``scores.npz``; ONNX Runtime's are ``scores-onnxruntime.npz``.
+    difference to the parent (its stored test scores: the same trials), the validation EER through
+    the runtime (what choices among deployable models read) and the smallest per-image cosine
+    between the runtime's embedding and the parent's eager embedding. ExecuTorch's scores are the
+    run's ``scores.npz``; ONNX Runtime's are ``scores-onnxruntime.npz``.
     """
-    test = data.split.test
+    test, val = data.split.test, data.split.val
     reference = embed_images(network, data.store, test)
     parent = load_trial_scores(parent_dir)
+    validate = data.validation("cpu")
     evaluations, rows = {}, []
     scored = artifacts[artifacts["scored"] & (artifacts["precision"] == "int8")]
     for _, artifact in scored.iterrows():
         runtime = artifact["runtime"]
-        if runtime == "executorch":
-            embeddings = quantize.embed_executorch(artifact["file"], data.store, test)
-        else:
-            embeddings = quantize.embed_onnx(artifact["file"], data.store, test)
+        embed = quantize.embed_executorch if runtime == "executorch" else quantize.embed_onnx
+        embeddings = embed(artifact["file"], data.store, test)
         evaluation = evaluate_embeddings_on_test(embeddings, data, replicates)
-        if evaluation.trial_list != parent["trial_list"]:
-            raise ValueError(f"the parent {parent_dir} was scored on other trials ({parent['trial_list']} vs "
-                             f"{evaluation.trial_list}); a paired comparison needs the same trials")
         save_scores(evaluation, run_dir, "scores.npz" if runtime == "executorch" else f"scores-{runtime}.npz")
-        paired = paired_difference(evaluation.scores, parent["scores"], parent["genuine"], parent["subjects"], "eer",
-                                   max(replicates, 1), data.config.seed)
+        paired = compare_scores(evaluation.as_score_file(), parent, "eer", max(replicates, 1), data.config.seed,
+                                names=(f"the {runtime} int8 model", f"the parent {parent_dir}"))
         evaluations[runtime] = evaluation
         eer = evaluation.report["eer"]
         rows.append({"runtime": runtime, "eer": eer, "parent_eer": eer - paired.difference,
                      "difference": paired.difference, "ci_low": paired.ci_low, "ci_high": paired.ci_high,
                      "p_value": paired.p_value,
+                     "validation_eer": validate(embed(artifact["file"], data.store, val))["eer"],
                      "min_cosine": quantize.min_cosine(embeddings, reference)})
     return evaluations, pd.DataFrame(rows)
 
@@ -145,12 +143,15 @@ def record_fields(route, parent: dict, parent_dir: str, artifacts: pd.DataFrame,
     size = {f"{r.precision}_{'pte' if r.runtime == 'executorch' else 'onnx'}_bytes": int(r.bytes)
             for r in study.itertuples()}
     paired = {f"{row['runtime']}.{key}": row[key] for _, row in scored.iterrows()
-              for key in ("eer", "parent_eer", "difference", "ci_low", "ci_high", "p_value", "min_cosine")}
+              for key in ("eer", "parent_eer", "difference", "ci_low", "ci_high", "p_value", "validation_eer",
+                          "min_cosine")}
     identity = {key: parent.get(key) for key in ("backbone", "method", "requested_compression", "student", "kd_loss",
-                                                 "training_images", "converged")}
+                                                 "training_images", "still_improving")}
+    executorch = scored[scored["runtime"] == "executorch"]
+    validation = {"validation_eer": float(executorch["validation_eer"].iloc[0])} if len(executorch) else {}
     return identity | {
         "family": f"{route.name} route", "achieved_compression": parent.get("achieved_compression"),
-        "metrics": evaluation.report | {"paired." + k: v for k, v in paired.items()},
+        "metrics": evaluation.report | validation | {"paired." + k: v for k, v in paired.items()},
         "model": {key: parent["model"].get(key) for key in ("params", "nonzero_params", "macs", "nonzero_macs",
                                                             "reference_params")}
         | size | {"stored_bytes": size.get("int8_pte_bytes"), "sparse_int8_bytes": sparse_int8_bytes},

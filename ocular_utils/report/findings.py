@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.paths import resolve
-from .comparison import PAPER_FINDINGS
 from .records import read_record
+from .verdicts import QUESTIONS
 
 
 class _Text(str):
@@ -112,10 +112,10 @@ def distillation_findings(students: pd.DataFrame, base: pd.Series) -> dict:
 
 
 def comparison_findings(verdicts: pd.DataFrame) -> dict:
-    """One verdict text per finding of the paper (``verdict_<key>``), e.g. ``inconclusive (resnet18 (logit))``."""
+    """One verdict text per finding (``verdict_<key>``), e.g. ``inconclusive (resnet18 (logit))``."""
     values = {}
-    for key, finding in PAPER_FINDINGS.items():
-        rows = verdicts[verdicts["finding"] == finding]
+    for key in QUESTIONS:
+        rows = verdicts[verdicts["key"] == key]
         values[f"verdict_{key}"] = "; ".join(f"{row['verdict']} ({row['on']})" if row["on"] not in ("", "-")
                                              else str(row["verdict"]) for _, row in rows.iterrows()) or "not tested"
     return values

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.paths import resolve
-from ..verification.paired import holm, paired_difference
+from ..core.study import ALPHA
+from ..verification.paired import compare_scores, holm, paired_looks
 from ..verification.scoring import load_trial_scores
-from .comparison import ALPHA
+from .comparison import look_path
 from .records import display_label, read_record
 
 BUDGETS = (("latency", 1 / 4), ("latency", 1 / 10), ("size", 1 / 8))  # fractions of the fp32 base (ExecuTorch)
@@ -61,13 +62,18 @@ def route_models(quantized_runs, latency_table: pd.DataFrame, study_input: str) 
             source = parent if precision == "fp32" else record
             label = _label(parent) + (" int8" if precision == "int8" else "")
             runtime = [r for r in record["details"]["runtimes"] if r["runtime"] == "executorch"][0]
+            doubled = look_path(pd.Series(parent | {"run_dir": str(resolve(parent_dir))}), "2B") \
+                if precision == "fp32" and parent["kind"] != "base" else None
             rows.append({
                 "label": label, "route": record["details"]["route"], "category": _category(parent, precision),
                 "precision": precision, "backbone": parent.get("backbone"),
                 "scores": str(resolve(parent_dir if precision == "fp32" else run_dir)),
+                "scores_2B": str(resolve(parent_dir) / "scores.npz") if parent["kind"] == "base" and precision == "fp32"
+                else (str(doubled) if doubled is not None and doubled.is_file() else None),
                 "eer": source["metrics"]["eer"], "eer_ci_low": source["metrics"].get("eer ci_low"),
                 "eer_ci_high": source["metrics"].get("eer ci_high"),
-                "converged": parent.get("converged") if parent["kind"] != "base" else None,
+                "validation_eer": source["metrics"].get("validation_eer"),
+                "still_improving": parent.get("still_improving") if parent["kind"] != "base" else None,
                 "params": record["model"]["params"], "mmacs": record["model"]["macs"] / 1e6,
                 "executorch_ms": executorch.get(study_input, np.nan),
                 "executorch_224_ms": executorch.get("224x224", np.nan),
@@ -92,11 +98,8 @@ def with_base_differences(models: pd.DataFrame, replicates: int, seed: int = 0) 
     reference = load_trial_scores(base["scores"].iloc[0])
     rows = []
     for _, model in models.iterrows():
-        scores = load_trial_scores(model["scores"])
-        if scores["trial_list"] != reference["trial_list"]:
-            raise ValueError(f"{model['label']} was scored on other trials than the base")
-        paired = paired_difference(scores["scores"], reference["scores"], reference["genuine"],
-                                   reference["subjects"], "eer", replicates, seed)
+        paired = compare_scores(load_trial_scores(model["scores"]), reference, "eer", replicates, seed,
+                                names=(model["label"], "the base"))
         rows.append({"vs_base": paired.difference, "vs_base_low": paired.ci_low, "vs_base_high": paired.ci_high,
                      "p": paired.p_value})
     out = pd.concat([models, pd.DataFrame(rows, index=models.index)], axis=1)
@@ -110,7 +113,8 @@ def with_base_differences(models: pd.DataFrame, replicates: int, seed: int = 0) 
 
 
 def best_under_budgets(models: pd.DataFrame) -> pd.DataFrame:
-    """Per budget (a fraction of the fp32 base's ExecuTorch latency or ``.pte`` size), the lowest-EER model."""
+    """Per budget (a fraction of the fp32 base's ExecuTorch latency or ``.pte`` size), the model with the lowest
+    *validation* EER (its test EER and paired difference to the base are reported, never used to choose)."""
     rows = []
     for axis, fraction in BUDGETS:
         ratio = models["speedup"] if axis == "latency" else models["size_ratio"]
@@ -119,48 +123,57 @@ def best_under_budgets(models: pd.DataFrame) -> pd.DataFrame:
         if fits.empty:
             rows.append({"budget": budget, "label": "no model fits"})
             continue
-        best = fits.sort_values("eer").iloc[0]
+        best = fits.sort_values("validation_eer", kind="stable").iloc[0]
         rows.append({"budget": budget, "models that fit": len(fits)} | best[[
-            "label", "category", "eer", "vs_base", "vs_base_low", "vs_base_high", "p_holm", "speedup", "size_ratio",
-            "converged"]].to_dict())
+            "label", "category", "validation_eer", "eer", "vs_base", "vs_base_low", "vs_base_high", "p_holm",
+            "speedup", "size_ratio", "still_improving"]].to_dict())
     return pd.DataFrame(rows)
 
 
 def category_verdict(models: pd.DataFrame, budget_speedup: float, replicates: int, seed: int = 0) -> dict:
-    """Which category gives the lowest EER at ``budget_speedup``x the base's speed: the best model of each
-    category that fits, paired against the overall best (Holm), and whether the answer stands."""
+    """Which category gives the lowest EER at ``budget_speedup``x the base's speed, by the study's rules.
+
+    Each category's model and the winner are chosen on *validation* EER; the winner is then compared
+    with every other category's model on the test trials at B and, where both models have one, at
+    2B (one subject draw for both looks). The answer stands when every comparison is below zero at
+    raw p < alpha at both looks (intersection-union test); a comparison without a look at 2B (an int8
+    model is built from the model at B only) is not settled.
+    """
     fits = models[(models["speedup"] >= budget_speedup) & (models["category"] != "base")]
     if fits.empty:
         return {"verdict": "no model", "text": f"no model is {budget_speedup:g}x faster than the base"}
-    best_per = fits.sort_values("eer").groupby("category", sort=False).head(1)
+    best_per = fits.sort_values("validation_eer", kind="stable").groupby("category", sort=False).head(1)
     winner = best_per.iloc[0]
-    won = load_trial_scores(winner["scores"])
     rows = []
     for _, other in best_per.iloc[1:].iterrows():
-        scores = load_trial_scores(other["scores"])
-        paired = paired_difference(won["scores"], scores["scores"], won["genuine"], won["subjects"], "eer",
-                                   replicates, seed)
-        rows.append({"against": other["label"], "category": other["category"], "difference": paired.difference,
-                     "ci_low": paired.ci_low, "ci_high": paired.ci_high, "p": paired.p_value,
-                     "converged": other["converged"]})
-    table = pd.DataFrame(rows, columns=["against", "category", "difference", "ci_low", "ci_high", "p", "converged"])
-    if len(table):
-        table["p_holm"] = holm(table["p"].to_numpy())
+        looks = {"B": (load_trial_scores(winner["scores"]), load_trial_scores(other["scores"]))}
+        if isinstance(winner["scores_2B"], str) and isinstance(other["scores_2B"], str):
+            looks["2B"] = (load_trial_scores(winner["scores_2B"]), load_trial_scores(other["scores_2B"]))
+        result = paired_looks(looks, replicates, seed)
+        row = {"against": other["label"], "category": other["category"]}
+        for look in ("B", "2B"):
+            d = result.differences.get(look)
+            row |= {f"{look} difference": d.difference if d else np.nan, f"{look} low": d.ci_low if d else np.nan,
+                    f"{look} high": d.ci_high if d else np.nan, f"{look} p": d.p_value if d else np.nan}
+        rows.append(row)
+    columns = ["against", "category"] + [f"{look} {f}" for look in ("B", "2B") for f in ("difference", "low", "high",
+                                                                                          "p")]
+    table = pd.DataFrame(rows, columns=columns)
     reasons = []
-    if len(table) == 0:
+    if table.empty:
         reasons.append("only one category fits the budget")
-    elif not ((table["p_holm"] < ALPHA) & (table["ci_high"] < 0)).all():
-        reasons.append("not every paired difference is below 0 at Holm p < 0.05")
-    not_converged = pd.notna(winner["converged"]) and not bool(winner["converged"])  # None: no budget applies
-    unconverged = [winner["label"]] if not_converged else []
-    unconverged += list(table.loc[table["converged"].eq(False), "against"])
-    if unconverged:
-        reasons.append("not converged at the matched budget: " + ", ".join(unconverged))
+    for _, row in table.iterrows():
+        for look in ("B", "2B"):
+            if not np.isfinite(row[f"{look} p"]):
+                reasons.append(f"no look at {look} against {row['against']}")
+            elif not (row[f"{look} p"] < ALPHA and row[f"{look} high"] < 0):
+                reasons.append(f"not lower than {row['against']} at {look} (p {row[f'{look} p']:.3g})")
     verdict = "inconclusive" if reasons else winner["category"]
     text = (f"Among models at least {budget_speedup:g}x faster than the base in ExecuTorch, {winner['label']} "
-            f"({winner['category']}) has the lowest EER, {100 * winner['eer']:.2f}%. ")
-    text += ("The answer stands: every other category's best is worse in the paired test." if not reasons else
-             "Verdict: inconclusive (" + "; ".join(reasons) + ").")
+            f"({winner['category']}) has the lowest validation EER ({100 * winner['validation_eer']:.2f}%; test "
+            f"{100 * winner['eer']:.2f}%). ")
+    text += ("The answer stands: every other category's model is worse on the test trials at B and 2B." if not reasons
+             else "Verdict: inconclusive (" + "; ".join(reasons) + ").")
     return {"verdict": verdict, "text": text, "winner": winner["label"], "table": table}
 
 

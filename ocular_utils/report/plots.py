@@ -12,6 +12,7 @@ import seaborn as sns
 from PIL import Image
 from scipy.stats import norm
 
+from ..training.along import along_the_way
 from ..verification.metrics import det, roc
 
 DET_TICKS = [0.001, 0.01, 0.05, 0.2, 0.5]
@@ -66,13 +67,24 @@ def training_curves(history: pd.DataFrame, synthetic: bool = False):
     axes[0].set(xlabel="epoch", ylabel="training loss")
     axes[1].plot(history["epoch"], history["train_accuracy"], marker="o")
     axes[1].set(xlabel="epoch", ylabel="training accuracy")
-    if "val_eer" in history:
+    if "points" in history:  # a run to a budget: a finished model at each point
+        points = along_the_way(history)
+        axes[2].plot(points["budget_images"], 100 * points["val_eer"].astype(float), marker="o", color="C3")
+        kept = points[np.isclose(points["point"].astype(float), 1.0)]
+        if len(kept):
+            axes[2].axvline(kept["budget_images"].iloc[0], ls="--", color="grey", label="the model kept (its budget)")
+            axes[2].legend()
+        axes[2].set_title("finished model at each point (after its decay)", fontsize=9)
+        axes[2].set_xlabel("training images")
+    elif "val_eer" in history:
         validated = history.dropna(subset=["val_eer"])
         axes[2].plot(validated["epoch"], 100 * validated["val_eer"], marker="o", color="C3")
         best = validated.loc[validated["val_eer"].idxmin()]
         axes[2].axvline(best["epoch"], ls="--", color="grey", label=f"selected epoch {int(best['epoch'])}")
         axes[2].legend()
-    axes[2].set(xlabel="epoch", ylabel="validation EER (%)")
+    axes[2].set(ylabel="validation EER (%)")
+    if "points" not in history:
+        axes[2].set_xlabel("epoch")
     synthetic_tag(axes[2], synthetic)
     fig.tight_layout()
     return fig
@@ -273,3 +285,49 @@ def budget_curves(along: pd.DataFrame, base_eer: float, budget: int, synthetic: 
     synthetic_tag(axes[0, -1], synthetic)
     fig.tight_layout()
     return fig
+
+
+FOREST_LOOKS = (("B/2", "lightgrey"), ("B", "C0"), ("2B", "C3"))
+
+
+def forest(comparisons: pd.DataFrame, margin: float, title: str, rule: str, synthetic: bool = False):
+    """One finding's comparisons: the paired EER difference a - b (points) with its 95% interval at B/2, B and 2B.
+
+    The shaded band is +-``margin`` (the non-inferiority margin); ``title`` carries the verdict and
+    ``rule`` (one line under the figure) the rule that decided it.
+    """
+    rows = comparisons.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 + 0.45 * max(2, len(rows))))
+    ax.axvspan(-margin, margin, color="gold", alpha=0.2, lw=0, label=f"+-{margin:g} points (margin)")
+    ax.axvline(0, color="black", lw=0.8)
+    for k, (look, color) in enumerate(FOREST_LOOKS):
+        if f"{look} difference" not in rows:
+            continue
+        y = np.arange(len(rows)) + (k - 1) * 0.22
+        d = rows[f"{look} difference"].astype(float)
+        err = np.vstack([d - rows[f"{look} low"].astype(float), rows[f"{look} high"].astype(float) - d])
+        ax.errorbar(d, y, xerr=err, fmt="o", color=color, ms=4, capsize=2, label=f"at {look}")
+    ax.set_yticks(np.arange(len(rows)))
+    ax.set_yticklabels([f"{a} - {b}" for a, b in zip(rows["a"], rows["b"])], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="paired EER difference a - b (points, 95% interval)", title=title)
+    ax.legend(fontsize=7, loc="best")
+    fig.text(0.01, -0.02, "Rule: " + rule, fontsize=7, wrap=True, va="top")
+    synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+def finding_forest(comparisons: pd.DataFrame, verdict_table: pd.DataFrame, key: str, margin: float,
+                   synthetic: bool = False):
+    """The :func:`forest` figure of one finding (``key``), titled with its verdict (a note when it has none)."""
+    rows = comparisons[comparisons["finding"] == key]
+    verdict = verdict_table[verdict_table["key"] == key]
+    if rows.empty or verdict.empty:
+        fig, ax = plt.subplots(figsize=(8.5, 1.2))
+        ax.axis("off")
+        reason = verdict["reason"].iloc[0] if len(verdict) else "not tested"
+        ax.text(0.5, 0.5, f"{key}: no comparison ({reason})", ha="center", va="center", fontsize=9, wrap=True)
+        return fig
+    title = "; ".join(f"{v['verdict']} ({v['on']})" for _, v in verdict.iterrows())
+    return forest(rows, margin, title, verdict["rule"].iloc[0], synthetic)

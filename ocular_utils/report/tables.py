@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..core.paths import resolve
 from ..verification.scoring import load_scores
-from .records import TYPED_COLUMNS, display_label, load_records, read_details
+from .records import TYPED_COLUMNS, display_label, load_records, read_details, read_record
 
 HEADLINE = ("eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001")
 MODEL_KINDS = ("base", "prune", "distill")
@@ -58,7 +58,9 @@ def _model_columns(runs: pd.DataFrame) -> dict:
             "deployed_dense_bytes": runs["model.deployed_dense_bytes"],
             "stored_bytes": _column(runs, "model.deployed_sparse_bytes").fillna(runs["model.deployed_dense_bytes"]),
             "training_images": runs["training_images"], "seed": runs["seed"],
-            "converged": _column(runs, "converged").astype(object).where(_column(runs, "converged").notna(), None),
+            "role": _column(runs, "role").astype(object).where(_column(runs, "role").notna(), None),
+            "still_improving": _column(runs, "still_improving").astype(object).where(
+                _column(runs, "still_improving").notna(), None),
             "validation_eer": _column(runs, "metrics.validation_eer"), "run_dir": runs["run_dir"],
             "run": runs["run"]}
 
@@ -120,7 +122,7 @@ def intervals_separate(a, b, column: str = "eer") -> bool:
     return bool(a[f"{column} ci_high"] < b[f"{column} ci_low"] or b[f"{column} ci_high"] < a[f"{column} ci_low"])
 
 
-RECORD_IDENTITY = ["kind", "method", "requested_compression", "student", "kd_loss"]
+RECORD_IDENTITY = ["kind", "method", "requested_compression", "student", "kd_loss", "role", "training_images"]
 
 
 def identity_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -194,22 +196,21 @@ class StudyResults:
                     continue
                 rows.append({"group": _curve_group(model, headline), "label": model["label"],
                              "images": point["budget_images"], "test_eer": point["test_eer"],
-                             "validation_eer": point["selected_val_eer"]})
+                             "validation_eer": point["val_eer"]})
         return pd.DataFrame(rows, columns=["group", "label", "images", "test_eer", "validation_eer"]).dropna(
             subset=["group"])
 
-    def convergence(self) -> pd.DataFrame:
-        """Per run checked for convergence: EER change from the budget to twice it, its interval, the verdict."""
+    def improvement(self) -> pd.DataFrame:
+        """Information only: per run, the paired EER change of its finished model from the budget to twice it."""
         rows = []
         for _, model in self.all_models.iterrows():
-            check = read_details(model["run_dir"]).get("convergence")
+            check = read_details(model["run_dir"]).get("improvement")
             if check:
                 rows.append({"model": model["label"], "seed": model["seed"], "family": model["family"],
-                             "budget": check["images"], "doubled to": check.get("doubled_to"),
+                             "from (images)": check["images"], "to (images)": check["doubled_to"],
                              "change (points)": round(100 * check["change"], 2),
                              "95% interval": f"[{100 * check['ci_low']:+.2f}, {100 * check['ci_high']:+.2f}]",
-                             "half-width": round(100 * check["half_width"], 2),
-                             "converged": CONVERGED_TEXT[check["converged"]]})
+                             "still improving": IMPROVING_TEXT[check["still_improving"]]})
         return pd.DataFrame(rows)
 
     def scores(self, rows: pd.DataFrame) -> dict:
@@ -223,8 +224,15 @@ class StudyResults:
 
     @property
     def students(self) -> pd.DataFrame:
-        """The student runs (:func:`distillation_table`)."""
-        return distillation_table(self.grid_records)
+        """The student runs at the matched budget after the base (:func:`distillation_table`)."""
+        students = distillation_table(self.grid_records)
+        return students[students["role"].fillna("grid").eq("grid")] if len(students) else students
+
+    @property
+    def students_at_total(self) -> pd.DataFrame:
+        """Students trained for the base's images + B (matched total training), if the study ran them."""
+        students = distillation_table(self.grid_records)
+        return students[students["role"].eq("total")] if len(students) else students
 
 
 def _curve_group(model: pd.Series, headline: float) -> str | None:
@@ -296,9 +304,9 @@ def grid_summary(grid: pd.DataFrame) -> pd.DataFrame:
                            "stored MB": (grid["stored_bytes"] / 1e6).round(2),
                            "dense MB": (grid["deployed_dense_bytes"] / 1e6).round(2),
                            "achieved": grid["compression"].round(3)})
-    shown = shown.assign(converged=shown["converged"].map(CONVERGED_TEXT))
+    shown = shown.assign(**{"still improving": shown["still_improving"].map(IMPROVING_TEXT)})
     return shown[["family", "method", "requested", "seed", "achieved", "EER before FT %", "EER % [95% CI]",
-                  "TAR@FAR=1%", "stored MB", "dense MB", "training_images", "converged"]].set_index(
+                  "TAR@FAR=1%", "stored MB", "dense MB", "training_images", "still improving"]].set_index(
         ["family", "method", "requested", "seed"])
 
 
@@ -312,14 +320,15 @@ def best_per_ratio(unstructured: pd.DataFrame) -> pd.DataFrame:
 def student_summary(students: pd.DataFrame) -> pd.DataFrame:
     """The students as the chapter shows them: size, compression, MACs, EER with interval, TAR, training time."""
     shown = students.assign(**{"EER % [95% CI]": with_interval(students),
-                               "converged": students["converged"].map(CONVERGED_TEXT),
+                               "still improving": students["still_improving"].map(IMPROVING_TEXT),
                                "TAR@FAR=1%": (100 * students["tar@far=0.01"]).round(2),
                                "params (M)": (students["params"] / 1e6).round(3),
                                "compression vs teacher": students["compression"].round(2),
                                "MACs (M)": (students["macs"] / 1e6).round(1),
                                "train s": students["train_seconds"].round(0)})
     return shown[["student", "loss", "seed", "params (M)", "compression vs teacher", "MACs (M)", "EER % [95% CI]",
-                  "TAR@FAR=1%", "training_images", "converged", "train s"]].set_index(["student", "loss", "seed"])
+                  "TAR@FAR=1%", "training_images", "still improving", "train s"]].set_index(
+        ["student", "loss", "training_images", "seed"])
 
 
 def model_summary(models: pd.DataFrame) -> pd.DataFrame:
@@ -329,22 +338,22 @@ def model_summary(models: pd.DataFrame) -> pd.DataFrame:
                                "params (M)": (models["params"] / 1e6).round(2),
                                "nonzero (M)": (models["nonzero_params"] / 1e6).round(2),
                                "stored MB": (models["stored_bytes"] / 1e6).round(2), "latency ms": latency})
-    summary = summary.assign(converged=summary["converged"].map(CONVERGED_TEXT))
+    summary = summary.assign(**{"still improving": summary["still_improving"].map(IMPROVING_TEXT)})
     return summary.sort_values("eer")[["label", "family", "seed", "compression", "params (M)", "nonzero (M)",
-                                       "stored MB", "latency ms", "training_images", "converged",
+                                       "stored MB", "latency ms", "training_images", "still improving",
                                        "EER % [95% CI]"]].reset_index(drop=True)
 
 
-CONVERGED_TEXT = {True: "yes", False: "NO", None: "not checked"}
+IMPROVING_TEXT = {True: "yes", False: "no", None: "not checked"}
 
 
 def budget_table(models: pd.DataFrame) -> pd.DataFrame:
     """Per family: runs, training images (after the base for compressed models, from scratch for students and
-    the base), and how many runs were checked for convergence and passed."""
-    checked = models["converged"].notna()
-    return models.assign(checked=checked, passed=models["converged"].eq(True)).groupby("family").agg(
+    the base), and how many runs were checked for improvement from B to 2B and were still improving."""
+    checked = models["still_improving"].notna()
+    return models.assign(checked=checked, improving=models["still_improving"].eq(True)).groupby("family").agg(
         runs=("run", "count"), images_min=("training_images", "min"), images_max=("training_images", "max"),
-        convergence_checked=("checked", "sum"), converged=("passed", "sum"))
+        checked=("checked", "sum"), still_improving=("improving", "sum"))
 
 
 def sparsity_summary(detail: pd.DataFrame, ratios: pd.DataFrame, input_size: str) -> pd.DataFrame:
@@ -358,3 +367,21 @@ def sparsity_summary(detail: pd.DataFrame, ratios: pd.DataFrame, input_size: str
                      **{f"speed-up {rt}": float(r.loc[r["runtime"] == rt, "speedup"].iloc[0])
                         for rt in r["runtime"].unique()}})
     return pd.DataFrame(rows).round(3)
+
+
+def sweep_table(records: pd.DataFrame) -> pd.DataFrame:
+    """The fine-tuning rate sweep: validation EER (%) per method and rate, their mean, and the rate chosen.
+
+    The rate with the lowest mean validation EER is chosen (validation identities only, never test).
+    """
+    runs = records[records["kind"] == "prune"]
+    if runs.empty:
+        return pd.DataFrame()
+    rates = [read_record(run_dir)["params"]["pruning"]["finetune"]["lr"] for run_dir in runs["run_dir"]]
+    table = pd.DataFrame({"method": runs["method"].to_numpy(), "rate": rates,
+                          "validation EER %": 100 * runs["metrics.validation_eer"].astype(float).to_numpy()})
+    shown = table.pivot_table(index="rate", columns="method", values="validation EER %").round(2)
+    shown["mean"] = shown.mean(axis=1).round(2)
+    shown["chosen"] = np.where(shown.index == shown["mean"].idxmin(), "yes", "")
+    images = int(runs["training_images"].iloc[0])
+    return shown.rename_axis(f"rate (SGD, {images:,} images)").reset_index()

@@ -1,16 +1,22 @@
 """Turn a profile into the study's grid: one unit per notebook execution, in dependency order.
 
-data -> base -> (pruning cells, distillation cells) -> latency -> extra seeds -> chapters. Each
-unit's key hashes its parameters (upstream run folders included) and the code version, so changing
-anything upstream re-runs exactly what depends on it, and nothing else.
+data -> base -> (fine-tuning rate sweep, students) -> pruning cells -> latency -> extra seeds,
+students at matched total training, dedicated-schedule checks -> chapters. Each unit's key hashes
+its parameters (upstream run folders included) and the code version, so changing anything
+upstream re-runs exactly what depends on it, and nothing else.
 
 Every compressed model and student gets the profile's matched budget (``budget`` section). The
-headline runs (every method at the headline ratio, every student) go on past it to twice the
-budget; the others are checked for convergence between half the budget and the budget. The plan
-is built in rounds: once the headline runs are complete,
-the models that get extra seeds (layer_weight, the best unstructured and the best channel method
-at the headline ratio, the best student with and without teacher; best by *validation* EER) are
-chosen from their records, and the chapters follow those seeds.
+runs behind a verdict go on past it to twice the budget, so that each comparison can be looked at
+twice (B and 2B): every method at the headline ratio, the paper's method at every ratio, every
+method at the ratio of a student's fair partners, every student. The plan is built in rounds:
+
+1. data, base, the fine-tuning rate sweep (on validation identities) and the students;
+2. the pruning grid at the rate the sweep chose (lowest mean validation EER);
+3. once the headline runs are complete: extra seeds of the headline models (layer_weight, the best
+   unstructured and the best channel method at the headline ratio, the best student with and
+   without teacher), each student's best KD version again at the base's images + B (matched total
+   training), and the dedicated runs decayed to zero at B that check the branch models; every
+   choice by *validation* EER. The chapters follow.
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ from pathlib import Path
 
 from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
 from ..compression.routes import get_route
-from ..report.comparison import PAPER_METHOD, VERDICT_REPLICATES
+from ..core.study import PAPER_METHOD, VERDICT_REPLICATES, fair_ratio
+from ..models.counting import parameter_counts
+from ..models.networks import build_model
 from ..report.records import code_version, is_complete, read_record, run_key
 from .profiles import Profile
 
@@ -125,26 +133,36 @@ class Planner:
         self.add("data", "data", {"data": data, "base": measured, **self.settings("data")}, chapter="data")
         base = self.add("base", "base", {"data": data, "base": p.base.to_dict(), **self.settings("base")},
                         deps=["data"], chapter="train_base")
-        prune_units = [self.prune_unit(base, method, ratio) for method in p.pruning.methods
-                       for ratio in p.pruning.compressions]
         kd_units = [self.student_unit(base, student, loss) for student in p.distillation.students
                     for loss in p.distillation.losses]
+        sweep = self.sweep_units(base)
+        rate = self.chosen_rate(sweep)
+        if rate is None:
+            self.pending.append("pruning grid: planned once the fine-tuning rate sweep is complete")
+            return self.units
+        prune_units = [self.prune_unit(base, method, ratio, lr=rate) for method in p.pruning.methods
+                       for ratio in p.pruning.compressions]
         model_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
         model_deps = ["base"] + [u.name for u in prune_units + kd_units]
-        route_parents, quantized = self.route_units(base, prune_units, kd_units)
+        route_parents, quantized = self.route_units(base, prune_units, kd_units, rate)
         latency = self.add("latency", "latency", {"runs": model_runs, "latency": p.latency.to_dict(),
                                                   "device_csv_dir": "data",
                                                   "quantized_runs": [str(u.run_dir) for u in quantized],
                                                   **self.settings("latency")},
                            deps=model_deps + [u.name for u in quantized], chapter="latency")
-        seeds = self.seed_units(base, prune_units, kd_units)
-        if seeds is None:
-            self.pending.append("extra seeds and chapters: planned once the headline runs are complete")
+        later = self.later_units(base, prune_units, kd_units, rate)
+        if later is None:
+            self.pending.append("extra seeds, students at matched total training, dedicated-schedule checks and "
+                                "chapters: planned once the headline runs are complete")
             return self.units
-        prune_units, kd_units = prune_units + seeds[0], kd_units + seeds[1]
+        seeds, totals, dedicated = later
+        prune_units = prune_units + [u for u in seeds if u.kind == "prune"]
+        kd_units = kd_units + [u for u in seeds if u.kind == "distill"] + totals
+        checks = [unit for pair in dedicated for unit in pair]
         self.add("pruning_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in prune_units],
+                                                "sweep_runs": [str(u.run_dir) for u in sweep],
                                                 "headline": p.budget.headline_ratio},
-                 deps=["base"] + [u.name for u in prune_units], chapter="pruning_results",
+                 deps=["base"] + [u.name for u in prune_units + sweep], chapter="pruning_results",
                  notebook_kind="pruning_results")
         self.add("distillation_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in kd_units],
                                                      "replicates": p.replicates},
@@ -153,41 +171,100 @@ class Planner:
         all_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
         all_deps = ["base"] + [u.name for u in prune_units + kd_units]
         self.add("comparison", "chapter", {"runs": all_runs, "latency_dir": str(latency.run_dir),
-                                           "headline": p.budget.headline_ratio,
+                                           "headline": p.budget.headline_ratio, "budget": p.budget.to_dict(),
+                                           "dedicated": [[str(a.run_dir), str(b.run_dir)] for a, b in dedicated],
                                            "replicates": max(p.replicates, VERDICT_REPLICATES)},
-                 deps=all_deps + ["latency"], chapter="comparison", notebook_kind="comparison")
+                 deps=all_deps + [u.name for u in checks] + ["latency"], chapter="comparison",
+                 notebook_kind="comparison")
         phone_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units, *route_parents, *quantized]]
         route_deps = [u.name for u in route_parents + quantized]
         self.add("phone", "chapter", {"runs": phone_runs, "latency_dir": str(latency.run_dir),
-                                      "device_csv_dir": "data", "replicates": max(p.replicates, VERDICT_REPLICATES)},
+                                      "device_csv_dir": "data",
+                                      "replicates": max(p.replicates, VERDICT_REPLICATES)},
                  deps=all_deps + route_deps + ["latency"], chapter="phone",
                  notebook_kind="phone")
-        timed = [str(u.run_dir) for u in route_parents + quantized]
+        timed = [str(u.run_dir) for u in route_parents + quantized + sweep + checks]
         self.add("timing", "chapter", {"runs": all_runs + timed + [str(self.units["data"].run_dir),
                                                                     str(latency.run_dir)]},
-                 deps=all_deps + route_deps + ["data", "latency"], chapter="timing", notebook_kind="timing")
+                 deps=all_deps + route_deps + [u.name for u in sweep + checks] + ["data", "latency"],
+                 chapter="timing", notebook_kind="timing")
         return self.units
 
-    def prune_unit(self, base: Unit, method: str, ratio: float, seed: int | None = None) -> Unit:
-        """One pruning cell (with ``seed``: an extra seed of it, at the budget only)."""
+    def verdict_ratios(self) -> set[float]:
+        """Grid ratios whose every method a verdict compares at B and 2B: the headline and each student's partners."""
         p = self.profile
-        extended = seed is None and math.isclose(ratio, p.budget.headline_ratio)
-        settings = self.settings("prune") | ({} if seed is None else {"seed": seed})
-        name = f"prune/{method}-{ratio:g}x" + ("" if seed is None else f"-seed{seed}")
-        return self.add(name, "prune", {"data": self.data(), "base_dir": str(base.run_dir), "method": method,
-                                        "compression": ratio, "pruning": p.pruning.recipe(),
-                                        "budget": p.budget.for_run(extended, ratio), **settings}, deps=["base"])
+        base = parameter_counts(build_model(p.base.backbone, 2, p.base.embedding_dim))["total"]
+        ratios = {float(p.budget.headline_ratio)}
+        for student in p.distillation.students:
+            width = p.distillation.embedding_dim or p.base.embedding_dim
+            ratio = fair_ratio(base / parameter_counts(build_model(student, 2, width))["total"],
+                               p.pruning.compressions)
+            if ratio is not None:
+                ratios.add(float(ratio))
+        return ratios
 
-    def student_unit(self, base: Unit, student: str, loss: str, seed: int | None = None) -> Unit:
-        """One student (with ``seed``: an extra seed of it, at the budget only)."""
+    def prune_unit(self, base: Unit, method: str, ratio: float, seed: int | None = None, lr: float | None = None,
+                   role: str = "grid", **budget) -> Unit:
+        """One pruning cell (with ``seed``: an extra seed of it, at the budget only).
+
+        Runs behind a verdict go on to twice the budget; ``role`` names sweep and check runs, whose
+        ``budget`` (and fine-tuning ``schedule``) are given.
+        """
+        p = self.profile
+        if not hasattr(self, "_verdict_ratios"):
+            self._verdict_ratios = self.verdict_ratios()
+        behind_verdict = method == PAPER_METHOD or any(math.isclose(ratio, r) for r in self._verdict_ratios)
+        extended = seed is None and role == "grid" and behind_verdict
+        settings = self.settings("prune") | ({} if seed is None else {"seed": seed})
+        schedule = budget.pop("schedule", None)
+        finetune = ({} if lr is None else {"lr": lr}) | ({} if schedule is None else {"schedule": schedule})
+        suffix = {"grid": "", "sweep": f"-lr{lr:g}", "dedicated": "-dedicated"}[role]
+        name = f"{role if role != 'grid' else 'prune'}/{method}-{ratio:g}x{suffix}" + (
+            "" if seed is None else f"-seed{seed}")
+        run_budget = p.budget.for_run(extended, ratio, full=behind_verdict) | budget
+        return self.add(name, "prune", {"data": self.data(), "base_dir": str(base.run_dir), "method": method,
+                                        "compression": ratio, "pruning": p.pruning.recipe(**finetune),
+                                        "budget": run_budget, "role": role, **settings}, deps=["base"])
+
+    def student_unit(self, base: Unit, student: str, loss: str, seed: int | None = None, role: str = "grid",
+                     images: int | None = None, points: list | None = None, **train) -> Unit:
+        """One student (with ``seed``: an extra seed of it, at the budget only).
+
+        ``role="total"``: trained for ``images`` (the base's images + B) with ``points``;
+        ``role="dedicated"``: a run whose own schedule (``train``) ends at the budget.
+        """
         p = self.profile
         settings = self.settings("distill") | ({} if seed is None else {"seed": seed})
-        name = f"distill/{student}-{loss}" + ("" if seed is None else f"-seed{seed}")
+        suffix = {"grid": "", "total": "-total", "dedicated": "-dedicated"}[role]
+        name = f"distill/{student}-{loss}{suffix}" + ("" if seed is None else f"-seed{seed}")
+        run_budget = p.budget.for_run(seed is None and role == "grid", images=images)
+        if points is not None:
+            run_budget["points"] = points
+        if role == "dedicated":
+            run_budget |= {"points": [1.0], "decay_fraction": 0.0}
         return self.add(name, "distill", {"data": self.data(), "teacher_dir": str(base.run_dir), "student": student,
-                                          "loss": loss, "distillation": p.distillation.recipe(),
-                                          "budget": p.budget.for_run(seed is None), **settings}, deps=["base"])
+                                          "loss": loss, "distillation": p.distillation.recipe(**train),
+                                          "budget": run_budget, "role": role, **settings}, deps=["base"])
 
-    def route_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit]) -> tuple[list[Unit], list[Unit]]:
+    def sweep_units(self, base: Unit) -> list[Unit]:
+        """The fine-tuning rate sweep: each sweep method at the headline ratio, each rate, a short budget."""
+        p = self.profile
+        images = max(1, int(round(p.budget.images * p.pruning.sweep_fraction)))
+        return [self.prune_unit(base, method, p.budget.headline_ratio, lr=lr, role="sweep",
+                                images=images, points=[1.0])
+                for method in p.pruning.sweep_methods for lr in p.pruning.lr_sweep]
+
+    def chosen_rate(self, sweep: list[Unit]) -> float | None:
+        """The fine-tuning rate with the lowest mean validation EER over the sweep methods (None until complete)."""
+        if not sweep:
+            return self.profile.pruning.finetune.lr
+        records = [read_record(self.root / u.run_dir) for u in sweep]
+        if any(r is None for r in records):
+            return None
+        return sweep_choice(records)
+
+    def route_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit], rate: float
+                    ) -> tuple[list[Unit], list[Unit]]:
         """``(new parent units, quantization units)`` of the profile's compression routes.
 
         Each route quantizes each of its parents (:data:`ocular_utils.compression.routes.PARENTS`);
@@ -197,7 +274,7 @@ class Planner:
         headline = [u for u in prune_units if math.isclose(u.params["compression"], p.budget.headline_ratio)]
         students = [u for u in kd_units if u.params["loss"] == q.student_loss]
         needs_pruned_students = any(get_route(name).parents == "student_channel" for name in q.routes)
-        pruned_students = [self.student_prune_unit(s) for s in students] if needs_pruned_students else []
+        pruned_students = [self.student_prune_unit(s, rate) for s in students] if needs_pruned_students else []
         parents_of = {
             "base": [base],
             "channel": [u for u in headline if get_method(u.params["method"]).family == CHANNEL],
@@ -215,23 +292,22 @@ class Planner:
                      **self.settings("quantize")}, deps=[parent.name]))
         return pruned_students, quantized
 
-    def student_prune_unit(self, student: Unit) -> Unit:
+    def student_prune_unit(self, student: Unit, rate: float) -> Unit:
         """A distilled student channel-pruned and fine-tuned at the matched budget (for student+channel+int8)."""
         p, q = self.profile, self.profile.quantization
         ratio = q.student_channel_compression
         name = f"prune/{student.params['student']}-{student.params['loss']}-{q.student_channel_method}-{ratio:g}x"
         return self.add(name, "prune", {"data": self.data(), "base_dir": str(student.run_dir),
                                         "method": q.student_channel_method, "compression": ratio,
-                                        "pruning": p.pruning.recipe(), "budget": p.budget.for_run(False),
-                                        **self.settings("prune")}, deps=[student.name])
+                                        "pruning": p.pruning.recipe(lr=rate), "budget": p.budget.for_run(False),
+                                        "role": "grid", **self.settings("prune")}, deps=[student.name])
 
-    def seed_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit]):
-        """``(pruning seeds, student seeds)`` of the headline models, or ``None`` until their runs are complete."""
+    def later_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit], rate: float):
+        """``(extra seeds, students at matched total training, dedicated check pairs)``, or ``None`` until the
+        headline runs are complete. Every choice is made on validation EER."""
         p = self.profile
-        if not p.budget.seeds:
-            return [], []
         headline = [u for u in prune_units if math.isclose(u.params["compression"], p.budget.headline_ratio)]
-        candidates = headline + kd_units
+        candidates = headline + kd_units + [base]
         records = {u.name: read_record(self.root / u.run_dir) for u in candidates}
         if any(r is None for r in records.values()):
             return None
@@ -240,14 +316,49 @@ class Planner:
             scored = [u for u in units if records[u.name]["metrics"].get("validation_eer") is not None]
             return min(scored, key=lambda u: records[u.name]["metrics"]["validation_eer"]) if scored else None
 
-        chosen = [u for u in headline if u.params["method"] == PAPER_METHOD]
+        paper = [u for u in headline if u.params["method"] == PAPER_METHOD]
+        chosen = list(paper)
         for family in (UNSTRUCTURED, CHANNEL):
             chosen.append(best([u for u in headline if get_method(u.params["method"]).family == family]))
-        for teacher in (True, False):
-            chosen.append(best([u for u in kd_units if (u.params["loss"] == "none") != teacher]))
+        best_student = best([u for u in kd_units if u.params["loss"] != "none"])
+        chosen += [best_student, best([u for u in kd_units if u.params["loss"] == "none"])]
         chosen = [self.units[name] for name in dict.fromkeys(u.name for u in chosen if u is not None)]
-        prune_seeds = [self.prune_unit(base, u.params["method"], u.params["compression"], seed)
-                       for u in chosen if u.kind == "prune" for seed in p.budget.seeds]
-        kd_seeds = [self.student_unit(base, u.params["student"], u.params["loss"], seed)
-                    for u in chosen if u.kind == "distill" for seed in p.budget.seeds]
-        return prune_seeds, kd_seeds
+        seeds = [self.prune_unit(base, u.params["method"], u.params["compression"], seed, lr=rate)
+                 for u in chosen if u.kind == "prune" for seed in p.budget.seeds]
+        seeds += [self.student_unit(base, u.params["student"], u.params["loss"], seed)
+                  for u in chosen if u.kind == "distill" for seed in p.budget.seeds]
+        totals = []
+        if p.budget.matched_total:
+            base_images = int(records["base"]["training_images"])
+            for student in p.distillation.students:
+                kd = best([u for u in kd_units if u.params["student"] == student and u.params["loss"] != "none"])
+                if kd is not None:
+                    images, points = total_budget(base_images, p.budget.images, p.budget.points)
+                    totals.append(self.student_unit(base, student, kd.params["loss"], role="total", images=images,
+                                                    points=points))
+        dedicated = []
+        if p.budget.dedicated_check:
+            for unit in paper:
+                dedicated.append((unit, self.prune_unit(base, PAPER_METHOD, unit.params["compression"], lr=rate,
+                                                        role="dedicated", points=[1.0], decay_fraction=0.0,
+                                                        schedule="linear")))
+            if best_student is not None:
+                dedicated.append((best_student, self.student_unit(
+                    base, best_student.params["student"], best_student.params["loss"], role="dedicated",
+                    schedule="linear")))
+        return seeds, totals, dedicated
+
+
+def total_budget(base_images: int, images: int, points: list) -> tuple[int, list[float]]:
+    """A student's budget at matched total training: the base's images + B, looked at base + p * B."""
+    total = base_images + images
+    return total, sorted({round((base_images + p * images) / total, 6) for p in points if p >= 0.5} | {1.0})
+
+
+def sweep_choice(records: list[dict]) -> float:
+    """The fine-tuning rate of the sweep records with the lowest mean validation EER over their methods."""
+    by_rate: dict[float, list[float]] = {}
+    for record in records:
+        by_rate.setdefault(record["params"]["pruning"]["finetune"]["lr"], []).append(
+            record["metrics"]["validation_eer"])
+    return min(by_rate, key=lambda lr: (sum(by_rate[lr]) / len(by_rate[lr]), lr))
