@@ -78,7 +78,10 @@ def baseline_findings(report: dict, best_epoch: int, validation_eer: float, para
 
 
 def _best(frame: pd.DataFrame) -> pd.Series:
-    return frame.sort_values("eer").iloc[0]
+    """The row with the lowest *validation* EER (a choice is never made on test trials); test EER breaks no tie."""
+    if "validation_eer" not in frame or frame["validation_eer"].isna().all():
+        raise ValueError("choosing the best model needs validation EER; these rows have none")
+    return frame.sort_values("validation_eer", kind="stable").iloc[0]
 
 
 def pruning_findings(unstructured: pd.DataFrame, channel: pd.DataFrame, base: pd.Series, headline: float) -> dict:

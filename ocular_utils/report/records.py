@@ -72,7 +72,8 @@ class Record:
     seed: int | None = None
     training_images: int | None = None  # budget: images seen training (base, students) or fine-tuning (compressed)
     role: str | None = None  # "grid" (the study's models), "total" (a student at the base's images + B),
-    # "sweep" (the fine-tuning rate sweep) or "dedicated" (a run whose own schedule ends at its budget)
+    # "sweep" (the fine-tuning rate sweep), "dedicated" (a run whose own schedule ends at its budget) or
+    # "route" (a compression route's own parent, e.g. a pruned student)
     still_improving: bool | None = None  # information only: EER fell measurably from the budget to twice it
     metrics: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)  # parameters, MACs, file sizes
@@ -99,7 +100,8 @@ def display_label(record) -> str:
     if kind == "base":
         return f"{get('backbone')} (base)"
     if kind == "prune":
-        return f"{get('method')} {float(get('requested_compression')):g}x"
+        route = " (route parent)" if get("role") == "route" else ""
+        return f"{get('method')} {float(get('requested_compression')):g}x{route}"
     if kind == "distill":
         total = ", base + B images" if get("role") == "total" else ""
         return f"{get('student')} ({get('kd_loss')}{total})"

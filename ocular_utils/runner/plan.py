@@ -300,7 +300,7 @@ class Planner:
         return self.add(name, "prune", {"data": self.data(), "base_dir": str(student.run_dir),
                                         "method": q.student_channel_method, "compression": ratio,
                                         "pruning": p.pruning.recipe(lr=rate), "budget": p.budget.for_run(False),
-                                        "role": "grid", **self.settings("prune")}, deps=[student.name])
+                                        "role": "route", **self.settings("prune")}, deps=[student.name])
 
     def later_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit], rate: float):
         """``(extra seeds, students at matched total training, dedicated check pairs)``, or ``None`` until the
