@@ -4,8 +4,10 @@ Simulated data sets (``--subjects`` people x 2 eyes, identity effects on the pro
 sides, or mostly on the reference side; :mod:`ocular_utils.verification.calibration`) are scored by
 two models. Under the null both have the same true EER; the share of data sets in which the
 paired test rejects at alpha = 0.05 is its false-positive rate, which should be near 0.05. The
-study's scheme resamples both subjects of every trial; the probe-only scheme (what the study used
-before) is shown beside it. The power row gives model b a true EER ``--power-points`` lower.
+study's scheme resamples both subjects of every trial and widens the replicates' spread by
+sqrt(n / (n - 1)) for n subjects (the bootstrap's small-sample shrinkage); the probe-only scheme
+(what the study used before) is shown beside it, with the same widening. The power row gives
+model b a true EER ``--power-points`` lower.
 
     python benchmarks/paired_calibration.py --datasets 300 --replicates 200
 """

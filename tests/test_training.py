@@ -104,7 +104,14 @@ def test_budget_forks_the_trunk_before_each_point_and_cuts_it_into_passes():
     with pytest.raises(ValueError, match="decay_fraction"):
         RunBudget(64, [1.0], decay_fraction=1.0)
     config = BudgetConfig()
-    assert config.for_run(True) == {"images": 3072, "points": [0.125, 0.25, 0.5, 1.0, 2.0], "decay_fraction": 0.2}
+    assert config.for_run(True) == {"images": 3072, "points": [0.125, 0.25, 0.5, 1.0, 2.0], "decay_fraction": 0.2,
+                                    "warmup_fraction": 0.1}
+    # the warm-up is a share of the budget, not a pass: 307 images of 3072, before the first look's fork
+    # (B/2 forks after 38 batches = 1216 images), whatever the data set's size
+    assert RunBudget(3072, [0.5, 1.0]).warmup_passes(1600) * 1600 == pytest.approx(307.2)
+    assert RunBudget(3072, [0.5, 1.0]).warmup_passes(1600) * 1600 < 38 * 32
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        RunBudget(64, [1.0], warmup_fraction=0.6)
     assert config.for_run(False, ratio=32)["images"] == 1536
     assert config.for_run(False, ratio=32, full=True)["images"] == 3072, "runs behind a verdict keep the full budget"
     with pytest.raises(ValueError, match="points holding 1.0"):
@@ -133,6 +140,14 @@ def _budget_run(data, run_dir, budget):
     config = TrainConfig(batch_size=16, optimizer="sgd", lr=0.01, weight_decay=0.0, augment=False,
                          schedule="constant")
     return model, fit_to_budget(model, data, run_dir, config, budget, progress=False)
+
+
+def test_a_budgeted_run_refuses_a_warmup_counted_in_passes(tiny_data, tmp_path):
+    from ocular_utils.training.recipes import fit_to_budget
+
+    model = build_model("resnet18", tiny_data.split.num_classes, 16)
+    with pytest.raises(ValueError, match="budget.warmup_fraction"):
+        fit_to_budget(model, tiny_data, tmp_path, TrainConfig(warmup_epochs=1.0), {"images": 64}, progress=False)
 
 
 def test_training_to_a_budget_keeps_the_finished_model_at_the_budget(tiny_data, tmp_path):

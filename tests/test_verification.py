@@ -189,8 +189,13 @@ def test_paired_difference_matches_scipy_paired_bootstrap():
                                        n_resamples=300, method="percentile", confidence_level=0.95,
                                        random_state=np.random.default_rng(7))
     ours = paired_difference(a, b, trials, replicates=300, seed=7)
-    assert ours.ci_low == pytest.approx(reference_result.confidence_interval.low, abs=1e-12)
-    assert ours.ci_high == pytest.approx(reference_result.confidence_interval.high, abs=1e-12)
+    # the same draws as scipy's, with the spread widened by sqrt(n / (n - 1)) for n subjects
+    distribution = reference_result.bootstrap_distribution
+    widened = distribution.mean() + (distribution - distribution.mean()) * np.sqrt(n / (n - 1))
+    assert ours.ci_low == pytest.approx(np.quantile(widened, 0.025), abs=1e-12)
+    assert ours.ci_high == pytest.approx(np.quantile(widened, 0.975), abs=1e-12)
+    assert ours.ci_high - ours.ci_low > reference_result.confidence_interval.high - \
+        reference_result.confidence_interval.low
     assert ours.difference == pytest.approx(curves[0].eer()[0] - curves[1].eer()[0])
 
 

@@ -36,9 +36,9 @@ def student_family(loss: str) -> str:
 
 
 def _default_student_training() -> TrainConfig:
-    # constant after warm-up on the trunk; each point of the budget ends with a decay branch to zero
-    # (warmup-stable-decay, training.budget)
-    return TrainConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_epochs=1.0, schedule="constant")
+    # constant after warm-up (budget.warmup_fraction) on the trunk; each point of the budget ends with a decay
+    # branch to zero (warmup-stable-decay, training.budget)
+    return TrainConfig(optimizer="adamw", lr=0.002, weight_decay=0.05, warmup_epochs=0.0, schedule="constant")
 
 
 @dataclass

@@ -68,8 +68,9 @@ def route_models(quantized_runs, latency_table: pd.DataFrame, study_input: str) 
                 "label": label, "route": record["details"]["route"], "category": _category(parent, precision),
                 "precision": precision, "backbone": parent.get("backbone"),
                 "scores": str(resolve(parent_dir if precision == "fp32" else run_dir)),
-                "scores_2B": str(resolve(parent_dir) / "scores.npz") if parent["kind"] == "base" and precision == "fp32"
-                else (str(doubled) if doubled is not None and doubled.is_file() else None),
+                # the base does not move with the budget: its model (and its int8 version) is the same at B and 2B
+                "scores_2B": str(resolve(parent_dir if precision == "fp32" else run_dir) / "scores.npz")
+                if parent["kind"] == "base" else (str(doubled) if doubled is not None and doubled.is_file() else None),
                 "eer": source["metrics"]["eer"], "eer_ci_low": source["metrics"].get("eer ci_low"),
                 "eer_ci_high": source["metrics"].get("eer ci_high"),
                 "validation_eer": source["metrics"].get("validation_eer"),
@@ -136,8 +137,9 @@ def category_verdict(models: pd.DataFrame, budget_speedup: float, replicates: in
     Each category's model and the winner are chosen on *validation* EER; the winner is then compared
     with every other category's model on the test trials at B and, where both models have one, at
     2B (one subject draw for both looks). The answer stands when every comparison is below zero at
-    raw p < alpha at both looks (intersection-union test); a comparison without a look at 2B (an int8
-    model is built from the model at B only) is not settled.
+    raw p < alpha at both looks (intersection-union test); a comparison without a look at 2B (the int8
+    version of a compressed model is built from its model at B only) is not settled. The base and its int8
+    version are the same models at both looks.
     """
     fits = models[(models["speedup"] >= budget_speedup) & (models["category"] != "base")]
     if fits.empty:

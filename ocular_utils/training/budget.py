@@ -25,6 +25,7 @@ class BudgetConfig(Settings):
     images: int = 3072  # B: training images after the base (compressed models) or from scratch (students)
     points: list = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0, 2.0])  # fractions of B (runs that go on)
     decay_fraction: float = 0.2  # share of each point's images in its decay branch (warmup-stable-decay)
+    warmup_fraction: float = 0.1  # share of B in the warm-up at the start of every budgeted run
     headline_ratio: float = 8  # every method at this compression runs the points past B, as do all students
     short_ratios: list = field(default_factory=lambda: [32])  # ratios away from the headline: a shorter budget
     short_fraction: float = 0.5  # their budget, as a fraction of B
@@ -41,12 +42,14 @@ class BudgetConfig(Settings):
             raise ValueError(f"budget.short_fraction must be in (0, 1] (got {self.short_fraction})")
         if not 0 <= self.decay_fraction < 1:
             raise ValueError(f"budget.decay_fraction must be in [0, 1) (got {self.decay_fraction})")
+        if not 0 <= self.warmup_fraction < 0.5:
+            raise ValueError(f"budget.warmup_fraction must be in [0, 0.5) (got {self.warmup_fraction})")
         if self.margin <= 0:
             raise ValueError(f"budget.margin must be a positive number of EER points (got {self.margin})")
 
     def for_run(self, extended: bool, ratio: float | None = None, full: bool = False, images: int | None = None
                 ) -> dict:
-        """The ``budget`` parameter of one run: its images, points (past 1.0 only when ``extended``), decay.
+        """The ``budget`` parameter of one run: its images, points (past 1.0 only when ``extended``), decay, warm-up.
 
         Ratios in ``short_ratios`` get ``short_fraction`` of the budget unless ``full``; ``images``
         replaces the budget (students at matched total training).
@@ -55,7 +58,8 @@ class BudgetConfig(Settings):
         if not full and ratio is not None and any(math.isclose(ratio, r) for r in self.short_ratios):
             images = int(round(images * self.short_fraction))
         points = [p for p in sorted(self.points) if extended or p <= 1.0]
-        return {"images": images, "points": points, "decay_fraction": self.decay_fraction}
+        return {"images": images, "points": points, "decay_fraction": self.decay_fraction,
+                "warmup_fraction": self.warmup_fraction}
 
     def looks(self) -> tuple[float, float]:
         """The two budgets a comparison is looked at, as fractions of B: B and 2B (fixed in advance)."""
@@ -74,11 +78,16 @@ class Fork:
 
 @dataclass
 class RunBudget(Settings):
-    """One run's budget: ``images`` (the record's budget), ``points`` (fractions of it) and the decay share."""
+    """One run's budget: ``images`` (the record's budget), ``points`` (fractions of it), the decay and warm-up shares.
+
+    The warm-up lasts ``warmup_fraction`` of ``images`` whatever the data set's size, so every point's
+    trunk is past it (a warm-up counted in passes would be half of a small budget).
+    """
 
     images: int = BudgetConfig.images
     points: list = field(default_factory=lambda: [1.0])
     decay_fraction: float = BudgetConfig.decay_fraction
+    warmup_fraction: float = BudgetConfig.warmup_fraction
 
     def __post_init__(self):
         if self.images < 1 or not self.points or any(p <= 0 for p in self.points):
@@ -86,6 +95,12 @@ class RunBudget(Settings):
                              f"{self.points})")
         if not 0 <= self.decay_fraction < 1:
             raise ValueError(f"budget.decay_fraction must be in [0, 1) (got {self.decay_fraction})")
+        if not 0 <= self.warmup_fraction < 0.5:
+            raise ValueError(f"budget.warmup_fraction must be in [0, 0.5) (got {self.warmup_fraction})")
+
+    def warmup_passes(self, epoch_images: int) -> float:
+        """The run's warm-up in passes over ``epoch_images`` training images (``warmup_fraction`` of its budget)."""
+        return self.warmup_fraction * self.images / epoch_images
 
     @property
     def extended(self) -> bool:

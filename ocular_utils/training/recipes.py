@@ -51,11 +51,12 @@ def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: Tra
     """Train ``model`` for its budget of images; leave it as the finished model at the budget.
 
     Warmup-stable-decay (:mod:`ocular_utils.training.budget`): ``config``'s schedule runs the trunk
-    (warm-up, then constant for ``schedule="constant"``), and at each point of the budget a branch
-    decays the rate to zero over the point's last ``decay_fraction`` of images; its end is the
-    finished model at that point, scored on validation identities and (at the reported points) on
-    the test trials (:class:`~ocular_utils.training.along.AlongTheWay`). Nothing is selected: the
-    model returned is the one at the budget (point 1.0). With ``decay_fraction=0`` the trunk itself
+    (a warm-up over the budget's ``warmup_fraction`` of its images, then constant for
+    ``schedule="constant"``), and at each point of the budget a branch decays the rate to zero over
+    the point's last ``decay_fraction`` of images; its end is the finished model at that point,
+    scored on validation identities and (at the reported points) on the test trials
+    (:class:`~ocular_utils.training.along.AlongTheWay`). Nothing is selected: the model returned is
+    the one at the budget (point 1.0). With ``decay_fraction=0`` the trunk itself
     is the model at each point (a dedicated run whose own schedule ends at the budget, e.g.
     ``schedule="linear"``). ``config``'s epochs are replaced by the budget's chunks.
     """
@@ -64,7 +65,10 @@ def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: Tra
     budget = budget if isinstance(budget, RunBudget) else RunBudget.from_dict(budget, "budget")
     if 1.0 not in budget.points:
         raise ValueError(f"budget points {budget.points} must hold 1.0: the run's model is the one at its budget")
-    config = with_seed(config, seed)
+    if config.warmup_epochs:
+        raise ValueError(f"a budgeted run warms up for budget.warmup_fraction of its images, not for train "
+                         f"warmup_epochs (got warmup_epochs={config.warmup_epochs}); set it to 0")
+    config = dataclasses.replace(with_seed(config, seed), warmup_epochs=budget.warmup_passes(len(data.split.train)))
     chunks, forks = budget.chunks(config.batch_size, len(data.split.train))
     along = AlongTheWay(run_dir, budget, forks, data.validation(device),
                         lambda m: evaluate_on_test(m, data, device, replicates=0))

@@ -125,7 +125,8 @@ def auc(genuine, impostor) -> float:
 def bootstrap_over_subjects(scores, genuine_mask, probe_subjects, reference_subjects, far_targets=(1e-2, 1e-3),
                             replicates: int = RunSettings.replicates,
                             seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile confidence intervals of EER and TAR@FAR, resampling subjects (both sides of every trial)."""
+    """Percentile confidence intervals of EER and TAR@FAR, resampling subjects (both sides of every trial; the
+    replicates' spread widened for the number of subjects, :meth:`SubjectResampler.widen`, and kept in [0, 1])."""
     scores = np.asarray(scores, float)
     genuine_mask = np.asarray(genuine_mask, bool)
     resampler = SubjectResampler(genuine_mask, probe_subjects, reference_subjects, replicates, seed)
@@ -139,6 +140,7 @@ def bootstrap_over_subjects(scores, genuine_mask, probe_subjects, reference_subj
     if not samples["eer"]:
         raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")
     alpha = (1 - level) / 2
+    samples = {key: np.clip(resampler.widen(np.asarray(v)[:, None])[:, 0], 0.0, 1.0) for key, v in samples.items()}
     intervals = {key: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) for key, v in samples.items()}
     intervals["replicates"] = len(samples["eer"])
     return intervals

@@ -77,7 +77,8 @@ def resampled_values(score_sets: list, resampler: SubjectResampler, metric: str 
                      ) -> tuple[np.ndarray, np.ndarray]:
     """``(observed, samples)``: the metric of each score set, and its value under every draw (rows).
 
-    All score sets belong to the resampler's trial list and see the same draws.
+    All score sets belong to the resampler's trial list and see the same draws; the samples' spread
+    is widened for the number of subjects (:meth:`SubjectResampler.widen`).
     """
     functions = [metric_function(metric, scores, resampler.genuine) for scores in score_sets]
     ones = np.ones(len(resampler.genuine))
@@ -85,7 +86,7 @@ def resampled_values(score_sets: list, resampler: SubjectResampler, metric: str 
     samples = np.array([[f(w) for f in functions] for w in resampler])
     if not len(samples):
         raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")
-    return observed, samples
+    return observed, resampler.widen(samples)
 
 
 def summarize(name: str, observed: float, samples: np.ndarray, level: float) -> PairedDifference:

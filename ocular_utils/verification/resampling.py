@@ -8,6 +8,11 @@ how often its subjects were drawn: a genuine trial by ``n_i``, an impostor trial
 and rejects a true null far too often when identity effects sit on that side
 (``benchmarks/paired_calibration.py`` measures it). Every interval and paired difference of the
 study goes through :class:`SubjectResampler`.
+
+With ``n`` subjects the bootstrap's variance is ``(n - 1) / n`` of the true one (exactly so for a
+mean over subjects; Davison & Hinkley 1997, sec. 2.3), which makes a test with 40 subjects reject a
+true null about 1 point too often; :meth:`SubjectResampler.widen` rescales the replicates' spread by
+``sqrt(n / (n - 1))`` around their mean before any interval or p-value is read from them.
 """
 from __future__ import annotations
 
@@ -63,6 +68,19 @@ class SubjectResampler:
         if self.sides == "probe":
             return probe
         return np.where(self.genuine, probe, probe * reference)
+
+    @property
+    def spread_correction(self) -> float:
+        """``sqrt(n / (n - 1))`` for ``n`` subjects: the factor that removes the bootstrap's small-sample shrinkage."""
+        n = len(self.subjects)
+        return float(np.sqrt(n / (n - 1))) if n > 1 else 1.0
+
+    def widen(self, samples: np.ndarray) -> np.ndarray:
+        """Bootstrap values (one row per replicate) with their spread around each column's mean widened by
+        :attr:`spread_correction`."""
+        samples = np.asarray(samples, float)
+        centre = samples.mean(axis=0, keepdims=True)
+        return centre + (samples - centre) * self.spread_correction
 
     def __iter__(self):
         """Weights of every usable draw (a draw without genuine or without impostor weight is skipped)."""
