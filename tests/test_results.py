@@ -20,16 +20,60 @@ def test_run_key_is_stable_and_sensitive():
 
 
 def test_code_version_ignores_notebook_outputs(tmp_path):
+    from ocular_utils.core.code_version import code_version
+
     nb = {"cells": [{"cell_type": "code", "source": "x = 1", "outputs": []}], "metadata": {}}
     path = tmp_path / "n.ipynb"
     path.write_text(json.dumps(nb))
-    before = results.code_version([path])
+    before = code_version(path)
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "text": "hi"}]
     path.write_text(json.dumps(nb))
-    assert results.code_version([path]) == before
+    assert code_version(path) == before
     nb["cells"][0]["source"] = "x = 2"
     path.write_text(json.dumps(nb))
-    assert results.code_version([path]) != before
+    assert code_version(path) != before
+
+
+def test_a_unit_is_keyed_by_the_code_its_results_depend_on(tmp_path, monkeypatch):
+    """Editing a plot leaves every training unit done; editing training code re-keys the units that use it."""
+    import shutil
+
+    from ocular_utils.core import code_version as versions
+
+    copy = tmp_path / "ocular_utils"
+    shutil.copytree(versions.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(versions, "PACKAGE_DIR", copy)
+    profile, notebooks = load_profile("smoke"), project_root() / "notebooks"
+
+    def keys():
+        return {name: unit.key for name, unit in Planner(profile, project_root(), str(tmp_path / "r")).build().items()}
+
+    def chapter_version():
+        return versions.code_version(notebooks / "comparison.ipynb", display=True)
+
+    def edit(module, old, new):
+        path = copy / module
+        assert old in path.read_text(), module
+        path.write_text(path.read_text().replace(old, new, 1))
+
+    first, first_chapter = keys(), chapter_version()
+    quantize = versions.code_version(notebooks / "quantize.ipynb")
+    assert {"data", "base"} <= set(first) and any(name.startswith("distill/") for name in first)
+
+    edit("report/plots.py", '"""', '"""A plot edited. ')
+    assert keys() == first, "a plot does not change what a training unit computes"
+    assert chapter_version() != first_chapter, "a chapter draws with it"
+
+    edit("deployment/phone.py", '"""', '"""Route export edited. ')
+    assert keys() == first, "no unit of the first round exports routes"
+    assert versions.code_version(notebooks / "quantize.ipynb") != quantize
+
+    edit("training/loop.py", "def make_optimizer(", "def _unused():\n    return 0\n\n\ndef make_optimizer(")
+    second = keys()
+    assert all(second[name] != key for name, key in first.items()), "every unit of the round trains or times"
+    prune = versions.dependencies(notebooks / "prune.ipynb")
+    assert copy / "runner" / "session.py" in prune, "the run prelude (seeds, threads, device) counts"
+    assert not any(p.is_relative_to(copy / "report") for p in prune) and copy / "runner" / "plan.py" not in prune
 
 
 def test_records_round_trip_and_only_complete_ones_load(tmp_path):

@@ -1,4 +1,5 @@
-"""Result records: one JSON file per run, keyed by a hash of its parameters and the code version.
+"""Result records: one JSON file per run, keyed by a hash of its parameters and the code it depends on
+(:func:`ocular_utils.core.code_version.code_version`).
 
 A run's folder (``run_dir``) holds its artifacts (checkpoints, models, the executed notebook) and,
 written last and atomically, ``record.json``: a :class:`Record`. A folder with a complete record is
@@ -18,26 +19,9 @@ import pandas as pd
 
 from ..core.atomic import atomic_write_json
 from ..core.environment import describe_machine
-from ..core.paths import PACKAGE_DIR
 
 RECORD = "record.json"
 KINDS = ("data", "base", "prune", "distill", "quantize", "latency", "chapter")
-
-
-def code_version(extra_files: list[str | Path] = ()) -> str:
-    """Hash of the package's source (and of ``extra_files``, e.g. the notebook that runs)."""
-    digest = hashlib.sha256()
-    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.yml"))
-    for path in files + [Path(p) for p in extra_files]:
-        digest.update(str(path.relative_to(PACKAGE_DIR) if path.is_relative_to(PACKAGE_DIR) else path.name).encode())
-        digest.update(_notebook_source(path) if path.suffix == ".ipynb" else path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def _notebook_source(path: Path) -> bytes:
-    """A notebook's cell sources only (outputs and metadata do not change what runs)."""
-    cells = json.loads(path.read_text()).get("cells", [])
-    return json.dumps([(c.get("cell_type"), "".join(c.get("source", ""))) for c in cells]).encode()
 
 
 def run_key(kind: str, params: dict, version: str) -> str:

@@ -2,8 +2,10 @@
 
 data -> base -> (fine-tuning rate sweep, students) -> pruning cells -> latency -> extra seeds,
 students at matched total training, dedicated-schedule checks -> chapters. Each unit's key hashes
-its parameters (upstream run folders included) and the code version, so changing anything
-upstream re-runs exactly what depends on it, and nothing else.
+its parameters (upstream run folders included) and the code its results depend on (its notebook and
+the modules it imports; display and orchestration code only for chapters:
+:mod:`ocular_utils.core.code_version`), so changing anything upstream re-runs exactly what depends
+on it, and nothing else.
 
 Every compressed model and student gets the profile's matched budget (``budget`` section). The
 runs behind a verdict go on past it to twice the budget, so that each comparison can be looked at
@@ -27,10 +29,11 @@ from pathlib import Path
 
 from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
 from ..compression.routes import get_route
+from ..core.code_version import code_version
 from ..core.study import PAPER_METHOD, VERDICT_REPLICATES, fair_ratio
 from ..models.counting import parameter_counts
 from ..models.networks import build_model
-from ..report.records import code_version, is_complete, read_record, run_key
+from ..report.records import is_complete, read_record, run_key
 from .profiles import Profile
 
 NOTEBOOKS = {
@@ -92,8 +95,8 @@ class Planner:
 
     def _version(self, kind: str) -> str:
         notebook = self.notebook_dir / NOTEBOOKS[kind]
-        if kind not in self.versions:
-            self.versions[kind] = code_version([notebook])
+        if kind not in self.versions:  # a chapter depends on the display code too; a training unit does not
+            self.versions[kind] = code_version(notebook, display=kind == "chapter")
         return self.versions[kind]
 
     def add(self, name: str, kind: str, params: dict, deps=(), chapter: str | None = None,
