@@ -246,3 +246,28 @@ def test_book_build_leaves_no_page_of_an_earlier_build(tmp_path, monkeypatch):
     other = book.html_folder(tmp_path, "smoke")
     assert book.build(tmp_path, tmp_path / "toc.yml", other) == other == tmp_path / "_build" / "smoke" / "html"
     assert (other / "index.html").is_file() and not (tmp_path / "_build" / "smoke" / "_build").exists()
+
+
+def test_a_study_whose_code_changes_between_rounds_stops_with_one_clear_line(tmp_path, monkeypatch, capsys):
+    """Units of a finished round re-keyed by an edit mid-run: one user error, not a failed plan."""
+    from ocular_utils.runner import cli, scheduler
+
+    rounds = []
+
+    def finish_all(units, root, **options):
+        rounds.append(set(units))
+        return scheduler.Outcome(executed=list(units))
+
+    real_plan = cli.plan
+
+    def plan_then_edit(*args):
+        profile, units, root, pending = real_plan(*args)
+        if rounds:  # the second planning sees every unit of the first under a new key
+            units = {name: dataclasses.replace(unit, key=unit.key + "-edited") for name, unit in units.items()}
+        return profile, units, root, pending
+
+    monkeypatch.setattr(scheduler, "run_units", finish_all)
+    monkeypatch.setattr(cli, "plan", plan_then_edit)
+    assert cli.main(["run", "--profile", "smoke", "--results", str(tmp_path / "results"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(rounds) == 1 and len(err) == 1 and "changed while the study ran" in err[0]

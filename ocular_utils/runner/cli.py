@@ -96,6 +96,11 @@ def command_run(args) -> int:
         if outcome.failed or not finished or not pending:
             break
         profile, next_units, root, pending = plan(args.profile, args.results, args.threads)
+        moved = [name for name, unit in units.items() if name in next_units and next_units[name].key != unit.key]
+        if moved:
+            raise UserError(f"the code or the profile changed while the study ran: {len(moved)} finished units "
+                            f"now have new keys ({', '.join(moved[:3])}...); run the same command again to go on "
+                            "with the code as it is now")
         if set(next_units) == set(units):
             raise RuntimeError(f"the plan cannot grow past this round: {pending}")
         added = sorted(set(next_units) - set(units))
