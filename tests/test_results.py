@@ -1,6 +1,7 @@
 """Result records, profiles and the device-measurement schema."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -186,3 +187,37 @@ def test_the_grid_waits_for_the_rate_sweep_and_takes_its_choice(tmp_path):
     units = Planner(profile, project_root(), str(tmp_path / "results")).build()
     grid = [u for u in units.values() if u.kind == "prune" and u.params.get("role") == "grid"]
     assert grid and {u.params["pruning"]["finetune"]["lr"] for u in grid} == {sorted(profile.pruning.lr_sweep)[-2]}
+
+
+def test_a_dry_run_prices_every_round_of_the_plan(tmp_path):
+    """Every round is planned at once for the price; a unit's images are its trunk plus branches."""
+    from ocular_utils.runner import pricing
+    from ocular_utils.training.budget import RunBudget
+
+    profile = load_profile("smoke")
+    now = Planner(profile, project_root(), str(tmp_path)).build()
+    full = Planner(profile, project_root(), str(tmp_path), assume_done=True, base_images=160).build()
+    assert set(now) < set(full) and any(u.params.get("role") == "total" for u in full.values())
+    assert any(u.kind == "chapter" for u in full.values()) and not any(u.kind == "chapter" for u in now.values())
+    sweep = next(u for u in full.values() if u.params.get("role") == "sweep")
+    assert pricing.unit_images(sweep, 80) == RunBudget.from_dict(sweep.params["budget"]).trained_images(
+        sweep.params["pruning"]["finetune"]["batch_size"])
+    assert pricing.unit_images(full["base"], 80) == profile.base.train.epochs * 80
+    table = pricing.priced_plan(full, 80, images_per_second=10.0)
+    training = [u for u in full.values() if u.kind in pricing.TRAINING_KINDS]
+    assert table.loc["total", "units"] == len(training)
+    assert table.loc["total", "training images"] == sum(pricing.unit_images(u, 80) for u in training)
+    assert table.loc["total", "hours"] == pytest.approx(table.loc["total", "training images"] / 10 / 3600)
+    unknown = pricing.priced_plan(now, None, images_per_second=10.0)
+    assert unknown.loc["base", "unknown"] == 1 and np.isnan(unknown.loc["base", "hours"])
+    assert ">= " in pricing.priced_text(unknown, None, 10.0)
+
+
+def test_the_paper_scale_plan_fits_eight_gpu_hours_at_3000_images_per_second(tmp_path):
+    """UFPR open_world_valopen fold 1: 500 training subjects x 2 eyes x 15 crops = 15,000 training images."""
+    from ocular_utils.runner import pricing
+
+    profile = load_profile("ufpr")
+    units = Planner(profile, project_root(), str(tmp_path), assume_done=True,
+                    base_images=profile.base.train.epochs * 15_000).build()
+    assert pricing.priced_plan(units, 15_000, images_per_second=3000).loc["total", "hours"] <= 8

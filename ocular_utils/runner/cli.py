@@ -22,7 +22,7 @@ import yaml
 from ..core.atomic import atomic_write_json
 from ..core.paths import project_root
 from ..training import distributed
-from . import book, scheduler
+from . import book, pricing, scheduler
 from .plan import Planner
 from .profiles import available_profiles, load_profile
 
@@ -45,6 +45,16 @@ def plan(profile_name: str, results: str = "results", threads: int | None = None
     root = project_root()
     planner = Planner(profile, root, results, threads)
     return profile, planner.build(), root, planner.pending
+
+
+def priced(profile, root: Path, args) -> str:
+    """The dry run's price of the whole plan (every round): training images per group and hours."""
+    results = root / args.results / profile.name
+    train_images = args.train_images or pricing.recorded_train_images(results)
+    base_images = None if train_images is None else profile.base.train.epochs * train_images
+    full = Planner(profile, root, args.results, args.threads, assume_done=True, base_images=base_images).build()
+    table = pricing.priced_plan(full, train_images, args.images_per_second, pricing.recorded_throughput(results))
+    return pricing.priced_text(table, train_images, args.images_per_second)
 
 
 def recorded_unit_seconds(timing_path: Path) -> dict[str, float]:
@@ -79,6 +89,7 @@ def command_run(args) -> int:
             print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
         for note in pending:
             print(f"  later   {note}")
+        print(priced(profile, root, args))
         return 0
     started = time.perf_counter()
     timing_path = root / args.results / profile.name / "timings.json"
@@ -255,7 +266,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--max-units", type=int, default=None, help="stop after starting this many units")
     run.add_argument("--no-book", action="store_true", help="do not build the book")
     run.add_argument("--no-strict", action="store_true", help="build the book without -W")
-    run.add_argument("--dry-run", action="store_true", help="list the units and their state only")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the units and their state, and price the whole plan; run nothing")
+    run.add_argument("--images-per-second", type=float, default=None,
+                     help="with --dry-run: price every training image at this rate (default: the rates recorded "
+                          "by the results folder's finished runs)")
+    run.add_argument("--train-images", type=int, default=None,
+                     help="with --dry-run: the training set's size, when no run has recorded it yet")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--keep-checkpoints", action="store_true",
                      help="keep each finished run's training checkpoints (default: keep only the saved model)")

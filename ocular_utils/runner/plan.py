@@ -83,8 +83,14 @@ def _slug(text: str) -> str:
 class Planner:
     """Builds the units of one profile under ``results/<profile>``."""
 
-    def __init__(self, profile: Profile, project_root: Path, results: str = "results", threads: int | None = None):
+    def __init__(self, profile: Profile, project_root: Path, results: str = "results", threads: int | None = None,
+                 assume_done: bool = False, base_images: int | None = None):
+        """``assume_done``: plan every round now, as if the earlier rounds had finished (for pricing a plan):
+        the sweep picks its first rate and each choice among models its first candidate; ``base_images``
+        stands for the base's training images until its record exists."""
         self.profile = profile
+        self.assume_done = assume_done
+        self.base_images = base_images
         self.pending: list[str] = []  # what a later round will plan (e.g. extra seeds), for the status line
         self.root = project_root
         self.base = Path(results) / profile.name
@@ -263,7 +269,7 @@ class Planner:
             return self.profile.pruning.finetune.lr
         records = [read_record(self.root / u.run_dir) for u in sweep]
         if any(r is None for r in records):
-            return None
+            return self.profile.pruning.lr_sweep[0] if self.assume_done else None
         return sweep_choice(records)
 
     def route_units(self, base: Unit, prune_units: list[Unit], kd_units: list[Unit], rate: float
@@ -312,10 +318,13 @@ class Planner:
         headline = [u for u in prune_units if math.isclose(u.params["compression"], p.budget.headline_ratio)]
         candidates = headline + kd_units + [base]
         records = {u.name: read_record(self.root / u.run_dir) for u in candidates}
-        if any(r is None for r in records.values()):
+        assumed = any(r is None for r in records.values())
+        if assumed and not self.assume_done:
             return None
 
         def best(units: list[Unit]) -> Unit | None:
+            if assumed:  # pricing a plan: any candidate trains as long as the chosen one
+                return units[0] if units else None
             scored = [u for u in units if records[u.name]["metrics"].get("validation_eer") is not None]
             return min(scored, key=lambda u: records[u.name]["metrics"]["validation_eer"]) if scored else None
 
@@ -331,8 +340,12 @@ class Planner:
         seeds += [self.student_unit(base, u.params["student"], u.params["loss"], seed)
                   for u in chosen if u.kind == "distill" for seed in p.budget.seeds]
         totals = []
-        if p.budget.matched_total:
-            base_images = int(records["base"]["training_images"])
+        base_images = records["base"]["training_images"] if records["base"] else self.base_images
+        if p.budget.matched_total and base_images is None:
+            self.pending.append("students at matched total training: their length (the base's images + B) is known "
+                                "once the base has trained")
+        elif p.budget.matched_total:
+            base_images = int(base_images)
             for student in p.distillation.students:
                 kd = best([u for u in kd_units if u.params["student"] == student and u.params["loss"] != "none"])
                 if kd is not None:
