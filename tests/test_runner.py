@@ -271,3 +271,29 @@ def test_a_study_whose_code_changes_between_rounds_stops_with_one_clear_line(tmp
     assert cli.main(["run", "--profile", "smoke", "--results", str(tmp_path / "results"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(rounds) == 1 and len(err) == 1 and "changed while the study ran" in err[0]
+
+
+def test_clean_removes_stale_runs_and_finished_checkpoints_and_status_prints_the_size(tmp_path, capsys):
+    from ocular_utils.core.paths import project_root
+    from ocular_utils.report.records import Record, write_record
+    from ocular_utils.runner import cli
+    from ocular_utils.runner.plan import Planner
+    from ocular_utils.runner.profiles import load_profile
+
+    results = tmp_path / "results"
+    units = Planner(load_profile("smoke"), project_root(), str(results)).build()
+    finished, running = (project_root() / units[name].run_dir for name in ("data", "base"))
+    write_record(finished, Record("data", {}))
+    for folder in (finished, running):
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "last.pt").write_bytes(b"x" * 1000)
+    stale = results / "smoke" / "runs" / "prune" / "layer-weight-4x-0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "model.pt").write_bytes(b"x" * 5000)
+    assert cli.main(["status", "--profile", "smoke", "--results", str(results)]) == 0
+    assert "of which 1 run folders no unit of this plan owns (0.0 MB" in capsys.readouterr().out
+    assert cli.main(["clean", "--profile", "smoke", "--results", str(results), "--keep-book"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 stale run folders, 1 checkpoint folders of finished units" in out
+    assert not stale.exists() and not (finished / "checkpoints").exists() and (finished / "record.json").is_file()
+    assert (running / "checkpoints" / "last.pt").is_file(), "an unfinished training keeps what it resumes from"

@@ -22,7 +22,7 @@ import yaml
 from ..core.atomic import atomic_write_json
 from ..core.paths import project_root
 from ..training import distributed
-from . import book, pricing, scheduler
+from . import book, cleanup, pricing, scheduler
 from .plan import Planner
 from .profiles import available_profiles, load_profile
 
@@ -90,6 +90,12 @@ def command_run(args) -> int:
         for note in pending:
             print(f"  later   {note}")
         print(priced(profile, root, args))
+        results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
+        stale = cleanup.stale_runs(units, root, results)
+        stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
+        print(f"{results.relative_to(root) if results.is_relative_to(root) else results}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
+              f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
+              f"book {cleanup.human(cleanup.folder_bytes(html))}")
         return 0
     started = time.perf_counter()
     timing_path = root / args.results / profile.name / "timings.json"
@@ -176,6 +182,23 @@ def command_status(args) -> int:
     """Print each unit and whether it is complete."""
     args.dry_run = True
     return command_run(args)
+
+
+def command_clean(args) -> int:
+    """Remove what no unit of the plan needs: stale run folders, finished units' checkpoints, the book."""
+    profile, units, root, pending = plan(args.profile, args.results)
+    results = root / args.results / profile.name
+    html = None if args.keep_book else book.html_folder(root, profile.name)
+    if pending:
+        print(f"the plan is not complete yet ({pending[0]}); folders of its later rounds do not exist yet and "
+              "are not at risk", flush=True)
+    report = cleanup.clean(units, root, results, html)
+    stale = sum(1 for p in report.removed if p.parent.parent == results / "runs")
+    checkpoints = sum(1 for p in report.removed if p.name == "checkpoints")
+    print(f"removed {stale} stale run folders, {checkpoints} checkpoint folders of finished units"
+          f"{'' if html is None or html not in report.removed else ' and the built book'}; "
+          f"{cleanup.human(report.before)} -> {cleanup.human(report.after)}")
+    return 0
 
 
 def command_export(args) -> int:
@@ -285,7 +308,13 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[debug],
                         help="list a profile's units and which are complete")
     common(st)
-    st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False)
+    st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False, train_images=None,
+                    images_per_second=None)
+    cl = sub.add_parser("clean", parents=[debug],
+                        help="remove run folders no unit of the plan owns, finished units' checkpoints and the book")
+    common(cl)
+    cl.add_argument("--keep-book", action="store_true", help="keep the built book")
+    cl.set_defaults(func=command_clean)
     ex = sub.add_parser("export", parents=[debug],
                         help="write the phone kit: the routes' .pte/.onnx/Core ML files and a manifest")
     common(ex)
