@@ -93,7 +93,8 @@ def command_run(args) -> int:
         results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
         stale = cleanup.stale_runs(units, root, results)
         stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
-        print(f"{results.relative_to(root) if results.is_relative_to(root) else results}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
+        shown = results.relative_to(root) if results.is_relative_to(root) else results
+        print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
               f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
               f"book {cleanup.human(cleanup.folder_bytes(html))}")
         return 0
