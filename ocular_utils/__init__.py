@@ -7,6 +7,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``core.paths``: the project folder and paths relative to it
 - ``core.config``: typed settings (strict dict -> dataclass, plain dict back)
 - ``core.study``: study-wide constants of the comparison (the paper's method, alpha, fair partners)
+- ``core.code_version``: the source a unit's results depend on (its notebook, the modules it imports) and its hash
 - ``data.synthetic``: the embedded synthetic periocular data set in VISOB's layout
 - ``data.visob``, ``data.ufpr``, ``data.generic``: loaders of the real layouts
 - ``data.schema``: the common image index and the errors bad input raises
@@ -48,6 +49,8 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``report.findings``: each chapter's opening numbers, glued (myst_nb) for its prose and the intro's headline table
 - ``runner.profiles``: ``Profile`` and the shipped YAML profiles
 - ``runner.plan``: a profile's grid of notebook executions
+- ``runner.pricing``: a plan's training images per group of units and the hours they take
+- ``runner.cleanup``: the results folder's size, run folders no unit owns, cleaning
 - ``runner.scheduler``: executes units with papermill, locally or on Ray
 - ``runner.session``: the start and finish of a run notebook
 - ``runner.book``: assembles and builds the Jupyter Book
