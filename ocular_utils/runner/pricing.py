@@ -6,10 +6,11 @@ on which model is chosen) and counts the images each unit trains on: the base's 
 training images; a compressed model's or a student's trunk plus every decay branch
 (:meth:`~ocular_utils.training.budget.RunBudget.trained_images`). The hours come from a throughput
 the user gives (``--images-per-second``) or from the finished training runs of the results folder
-(their images over their training seconds, evaluation along the way included).
+(the images of their trunk chunks and decay branches over those chunks' and branches' seconds).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -58,9 +59,11 @@ def recorded_throughput(results: Path) -> dict[str, float]:
         record = read_record(path.parent)
         if record is None or record["kind"] not in TRAINING_KINDS:
             continue
-        history = record.get("details", {}).get("history") or []
-        trained = sum(row.get("images", 0) + (row.get("branch_images") or 0) for row in history)
-        spent = sum(row.get("seconds", 0) for row in history)
+        timed = ("images", "seconds", "branch_images", "branch_seconds")
+        rows = [row for row in record.get("details", {}).get("history") or []
+                if all(math.isfinite(row.get(k) or 0) for k in timed)]
+        trained = sum((row.get("images") or 0) + (row.get("branch_images") or 0) for row in rows)
+        spent = sum((row.get("seconds") or 0) + (row.get("branch_seconds") or 0) for row in rows)
         if trained and spent:
             images[record["kind"]] = images.get(record["kind"], 0) + trained
             seconds[record["kind"]] = seconds.get(record["kind"], 0) + spent
