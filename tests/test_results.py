@@ -225,12 +225,13 @@ def test_the_paper_scale_plan_fits_eight_gpu_hours_at_3000_images_per_second(tmp
 
 def test_recorded_throughput_counts_trunks_and_branches(tmp_path):
     from ocular_utils.report.records import Record, write_record
-    from ocular_utils.runner.pricing import recorded_throughput, recorded_train_images
+    from ocular_utils.runner.pricing import finished_records, recorded_throughput, recorded_train_images
 
     history = [{"images": 600, "seconds": 10.0, "branch_images": 200, "branch_seconds": 10.0},
                {"images": 100, "seconds": float("nan"), "branch_images": 0, "branch_seconds": 0.0}]
     write_record(tmp_path / "runs" / "prune" / "a", Record("prune", {}, details={
         "history": history, "split": [{"part": "train", "images": 1620}]}))
     write_record(tmp_path / "runs" / "quantize" / "b", Record("quantize", {}, details={"history": history}))
-    assert recorded_throughput(tmp_path) == {"prune": pytest.approx(40.0)}, "800 images in 20 s; no untimed row"
-    assert recorded_train_images(tmp_path) == 1620
+    records = finished_records(tmp_path)
+    assert recorded_throughput(records) == {"prune": pytest.approx(40.0)}, "800 images in 20 s; no untimed row"
+    assert recorded_train_images(records) == 1620

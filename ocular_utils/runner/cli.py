@@ -49,11 +49,11 @@ def plan(profile_name: str, results: str = "results", threads: int | None = None
 
 def priced(profile, root: Path, args) -> str:
     """The dry run's price of the whole plan (every round): training images per group and hours."""
-    results = root / args.results / profile.name
-    train_images = args.train_images or pricing.recorded_train_images(results)
+    records = pricing.finished_records(root / args.results / profile.name)
+    train_images = args.train_images or pricing.recorded_train_images(records)
     base_images = None if train_images is None else profile.base.train.epochs * train_images
     full = Planner(profile, root, args.results, args.threads, assume_done=True, base_images=base_images).build()
-    table = pricing.priced_plan(full, train_images, args.images_per_second, pricing.recorded_throughput(results))
+    table = pricing.priced_plan(full, train_images, args.images_per_second, pricing.recorded_throughput(records))
     return pricing.priced_text(table, train_images, args.images_per_second)
 
 

@@ -42,22 +42,25 @@ def group(unit: Unit) -> str:
     return unit.kind if role in (None, "grid") else f"{unit.kind} ({role})"
 
 
-def recorded_train_images(results: Path) -> int | None:
-    """The training set's size, from any finished run of the results folder that recorded its split."""
-    for path in sorted(results.rglob(RECORD)):
-        record = read_record(path.parent)
-        for part in (record or {}).get("details", {}).get("split", []) or []:
+def finished_records(results: Path) -> list[dict]:
+    """Every complete record under the results folder, read once for the pricing functions below."""
+    return [r for r in (read_record(path.parent) for path in sorted(Path(results).rglob(RECORD))) if r is not None]
+
+
+def recorded_train_images(records: list[dict]) -> int | None:
+    """The training set's size, from any finished run that recorded its split."""
+    for record in records:
+        for part in record.get("details", {}).get("split", []) or []:
             if part.get("part") == "train":
                 return int(part["images"])
     return None
 
 
-def recorded_throughput(results: Path) -> dict[str, float]:
-    """Training images per second by kind (base, prune, distill) over the finished runs of the results folder."""
+def recorded_throughput(records: list[dict]) -> dict[str, float]:
+    """Training images per second by kind (base, prune, distill) over finished runs' records."""
     images, seconds = {}, {}
-    for path in sorted(results.rglob(RECORD)):
-        record = read_record(path.parent)
-        if record is None or record["kind"] not in TRAINING_KINDS:
+    for record in records:
+        if record["kind"] not in TRAINING_KINDS:
             continue
         timed = ("images", "seconds", "branch_images", "branch_seconds")
         rows = [row for row in record.get("details", {}).get("history") or []
