@@ -192,3 +192,43 @@ def test_decay_branches_leave_the_trunk_untouched(tiny_data, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(trunk_a.state_dict().values(), trunk_b.state_dict().values()))
     assert not all(torch.equal(x, y) for x, y in zip(with_branches.state_dict().values(),
                                                      trunk_a.state_dict().values())), "the budget model is a branch"
+
+
+def test_bf16_training_runs_under_autocast_and_is_deterministic(tiny_data):
+    def run(precision):
+        torch.manual_seed(0)
+        model = build_model("resnet18", tiny_data.split.num_classes, 16)
+        fit(model, tiny_data.store, tiny_data.split.train, TrainConfig(**(CONFIG | {"epochs": 1})),
+            progress=False, precision=precision)
+        return model.state_dict()
+
+    fp32, bf16, again = run("fp32"), run("bf16"), run("bf16")
+    assert all(v.dtype == fp32[k].dtype for k, v in bf16.items())  # weights stay fp32
+    assert not all(torch.equal(fp32[k], v) for k, v in bf16.items())  # the steps did run in bf16
+    assert all(torch.equal(again[k], v) for k, v in bf16.items())
+    with pytest.raises(ValueError, match="resolve 'auto' first"):
+        fit(build_model("resnet18", tiny_data.split.num_classes, 16), tiny_data.store, tiny_data.split.train,
+            TrainConfig(**CONFIG), progress=False, precision="auto")
+
+
+def test_precision_auto_takes_bf16_only_where_it_is_native_and_pays(monkeypatch):
+    from ocular_utils.core import environment
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    assert environment.native_bf16("cpu")
+    monkeypatch.setattr(environment, "BF16_PAYS_ON", ("cpu", "cuda"))
+    assert environment.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(environment, "BF16_PAYS_ON", ("cuda",))
+    assert environment.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(environment, "BF16_PAYS_ON", ("cpu", "cuda"))
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    assert not environment.native_bf16("cpu")
+    assert environment.resolve_precision("auto", "cpu") == "fp32"
+    assert environment.resolve_precision("bf16", "cpu") == "bf16"  # asked for: honoured, slow or not
+    assert environment.resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        environment.resolve_precision("half", "cpu")
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        environment.RunSettings(precision="fp16")
+    with pytest.raises(ValueError, match="needs a CPU or CUDA device"):
+        environment.resolve_precision("bf16", "meta")

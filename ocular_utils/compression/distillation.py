@@ -159,12 +159,12 @@ def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: floa
 
 def train_student(data, teacher_dir: str | Path, run_dir: str | Path, student: str, loss: str,
                   config: DistillationConfig, budget: RunBudget | dict, device: torch.device | str = "cpu",
-                  seed: int = 0, progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
+                  seed: int = 0, progress: bool | str = True, precision: str = "fp32") -> tuple[OcularNet, TrainResult]:
     """Train a compact student with (or, for ``loss='none'``, without) the teacher saved in ``teacher_dir``.
 
     ``data`` is the run's :class:`~ocular_utils.data.prepare.StudyData`; the teacher must have been
     trained on the same identities (its logits index the same classes). The student trains for
-    ``budget`` images (:func:`ocular_utils.training.recipes.fit_to_budget`).
+    ``budget`` images (:func:`ocular_utils.training.recipes.fit_to_budget`) at ``precision``.
     """
     teacher = load_model(teacher_dir, device=device)
     trained_on = read_spec(teacher_dir).get("identities")
@@ -176,5 +176,5 @@ def train_student(data, teacher_dir: str | Path, run_dir: str | Path, student: s
     projection = Projection(model.embedding_dim, teacher.embedding_dim)
     loss_fn = distillation_loss(teacher, loss, config.temperature, config.alpha, config.embedding_weight, projection)
     result = fit_to_budget(model, data, run_dir, config.train, budget, device, seed, progress,
-                           loss_fn=loss_fn, extra_module=projection)
+                           loss_fn=loss_fn, extra_module=projection, precision=precision)
     return model, result

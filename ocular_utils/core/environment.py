@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import random
@@ -21,6 +22,17 @@ class RunSettings(Settings):
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     device: str = "auto"  # auto = CUDA, then MPS, then CPU
     replicates: int = 200  # bootstrap replicates over test subjects
+    precision: str = "auto"  # of training steps: auto | fp32 | bf16 (see resolve_precision)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunSettings))  # what every run notebook takes
+# Where bf16 autocast made training steps faster in benchmarks/train_throughput.py (native bf16 only).
+BF16_PAYS_ON = ("cuda",)
 
 
 def select_device(preferred: str | None = "auto") -> torch.device:
@@ -38,6 +50,39 @@ def select_device(preferred: str | None = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise RuntimeError(f"device {preferred!r} was requested but MPS is not available here")
     return device
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """True where ``device`` computes bf16 in hardware: CUDA with bf16, CPUs with AVX512_BF16, AMX or ARM BF16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    capabilities = torch.cpu.get_capabilities()
+    return any(capabilities.get(name, False) for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The precision training steps run at on ``device``: ``fp32`` or ``bf16``.
+
+    ``auto`` is bf16 where the device has native bf16 and the throughput benchmark showed a gain
+    there (``BF16_PAYS_ON``), fp32 elsewhere; ``bf16`` is honoured anywhere autocast supports it.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    device = torch.device(device)
+    if precision == "auto":
+        return "bf16" if device.type in BF16_PAYS_ON and native_bf16(device) else "fp32"
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
+        raise ValueError(f"precision bf16 needs a CPU or CUDA device (got {device}); use fp32")
+    return precision
+
+
+def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a training step at ``precision`` (``fp32``: a no-op context)."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:

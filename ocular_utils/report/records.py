@@ -1,9 +1,10 @@
 """Result records: one JSON file per run, keyed by a hash of its parameters and the code it depends on
 (:func:`ocular_utils.core.code_version.code_version`).
 
-A run's folder (``run_dir``) holds its artifacts (checkpoints, models, the executed notebook) and,
-written last and atomically, ``record.json``: a :class:`Record`. A folder with a complete record is
-a finished run; anything else is re-run (training resumes from its ``last.pt``).
+A run's folder (``run_dir``) holds its artifacts (checkpoints, models, the executed notebook),
+``record.json`` (a :class:`Record`, written atomically by the notebook once its results are saved)
+and, written last by the runner once the notebook has finished every cell, ``done.json``. A folder
+with both is a finished run; anything else is re-run (training resumes from its ``last.pt``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..core.atomic import atomic_write_json
 from ..core.environment import describe_machine
 
 RECORD = "record.json"
+DONE = "done.json"  # the runner's marker: the unit's notebook ran every cell after writing its record
 KINDS = ("data", "base", "prune", "distill", "quantize", "latency", "chapter")
 
 
@@ -59,6 +61,7 @@ class Record:
     # "sweep" (the fine-tuning rate sweep), "dedicated" (a run whose own schedule ends at its budget) or
     # "route" (a compression route's own parent, e.g. a pruned student)
     still_improving: bool | None = None  # information only: EER fell measurably from the budget to twice it
+    precision: str | None = None  # of the training steps ("fp32" or "bf16"); None for runs that train nothing
     metrics: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)  # parameters, MACs, file sizes
     timings: dict = field(default_factory=dict)  # seconds per phase
@@ -117,9 +120,27 @@ def read_details(run_dir: str | Path) -> dict:
     return _details(str(run_dir), path.stat().st_mtime if path.is_file() else 0.0)
 
 
+def mark_done(run_dir: str | Path, key: str) -> Path:
+    """Mark a unit finished (atomically, last): its notebook ran every cell and its record is complete."""
+    if read_record(run_dir) is None:
+        raise RuntimeError(f"{Path(run_dir) / RECORD} is missing or incomplete; a unit without it is not done")
+    return atomic_write_json(Path(run_dir) / DONE, {"key": key, "finished": _now()})
+
+
+def clear_done(run_dir: str | Path) -> None:
+    """Forget that a run finished (its marker first, then its record): it will run again."""
+    for name in (DONE, RECORD):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 def is_complete(run_dir: str | Path) -> bool:
-    """True if ``run_dir`` holds a complete record."""
-    return read_record(run_dir) is not None
+    """True if ``run_dir`` is a finished unit: a complete record and the runner's done marker."""
+    return (Path(run_dir) / DONE).is_file() and read_record(run_dir) is not None
+
+
+def finished_record(run_dir: str | Path) -> dict | None:
+    """The record of a finished unit (:func:`is_complete`), else ``None``."""
+    return read_record(run_dir) if (Path(run_dir) / DONE).is_file() else None
 
 
 TYPED_COLUMNS = [f.name for f in dataclasses.fields(Record) if f.name not in

@@ -44,6 +44,7 @@ class Profile(Settings):
     device: str = RunSettings.device
     seed: int = RunSettings.seed
     replicates: int = RunSettings.replicates
+    precision: str = RunSettings.precision  # of training steps: auto | fp32 | bf16
     data: DataConfig = field(default_factory=DataConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
@@ -57,6 +58,9 @@ class Profile(Settings):
         by_kind = isinstance(self.threads, dict) and all(isinstance(v, int) for v in self.threads.values())
         if isinstance(self.threads, bool) or not (isinstance(self.threads, int) or by_kind):
             raise ValueError(f"threads must be a number or a mapping kind -> number (got {self.threads!r})")
+        counts = self.threads.values() if by_kind else [self.threads]
+        if min(counts) < 1 or self.jobs < 1:
+            raise ValueError(f"threads and jobs must be at least 1 (got threads {self.threads!r}, jobs {self.jobs!r})")
 
     def threads_for(self, kind: str) -> int:
         """Torch threads of one notebook kind."""
@@ -65,8 +69,8 @@ class Profile(Settings):
         return int(self.threads)
 
     def run_settings(self, kind: str) -> dict:
-        """The run settings (seed, threads, device, replicates) a notebook of ``kind`` receives."""
-        return RunSettings(self.seed, self.threads_for(kind), self.device, self.replicates).to_dict()
+        """The run settings (seed, threads, device, replicates, precision) a notebook of ``kind`` receives."""
+        return RunSettings(self.seed, self.threads_for(kind), self.device, self.replicates, self.precision).to_dict()
 
 
 def available_profiles() -> list[str]:
@@ -89,8 +93,18 @@ def profile_path(name_or_path: str | Path) -> Path:
 
 
 def read_profile_file(name_or_path: str | Path) -> dict:
-    """The profile's YAML as written (only what differs from the defaults)."""
-    return yaml.safe_load(profile_path(name_or_path).read_text()) or {}
+    """The profile's YAML as written (only what differs from the defaults); a syntax error names the line."""
+    path = profile_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"profile {path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"profile {path} must be a mapping of settings (got {type(values).__name__})")
+    return values
 
 
 def load_profile(name_or_path: str | Path) -> Profile:

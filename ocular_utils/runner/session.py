@@ -18,7 +18,7 @@ import torch
 from ..compression.distillation import DistillationConfig
 from ..compression.registry import PruningConfig
 from ..compression.unstructured import is_pruned, make_permanent
-from ..core.environment import RunSettings, seed_everything, select_device, set_threads
+from ..core.environment import RUN_SETTINGS, RunSettings, resolve_precision, seed_everything, select_device, set_threads
 from ..core.paths import resolve
 from ..data.images import iterate_images
 from ..data.prepare import StudyData, prepare_data
@@ -45,7 +45,7 @@ PARAMETERS = {
     "latency": ("runs", "results_dir", "latency", "device_csv_dir", "quantized_runs"),
     "quantize": ("data", "parent_dir", "route", "quantization", "input_sizes"),
 }
-RUN_PARAMETERS = ("seed", "threads", "device", "replicates", "run_dir")
+RUN_PARAMETERS = RUN_SETTINGS + ("run_dir",)
 SECTIONS = {"base": BaseConfig, "pruning": PruningConfig, "distillation": DistillationConfig,
             "latency": LatencyConfig, "budget": RunBudget, "quantization": QuantizationConfig}
 
@@ -76,6 +76,11 @@ class Run:
             yield
         finally:
             self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
+
+    @property
+    def precision(self) -> str:
+        """The precision this run's training steps take on its device: ``fp32`` or ``bf16``."""
+        return resolve_precision(self.settings.precision, self.device)
 
     @property
     def synthetic(self) -> bool:
@@ -143,7 +148,9 @@ class Run:
 
     def write_record(self, synthetic: bool | None = None, **fields) -> Record:
         """Write this run's :class:`Record` (its kind, parameters, seed and timings, plus ``fields``); return it."""
+        trains = self.kind in ("base", "prune", "distill")
         record = Record(kind=self.kind, params=self.params, seed=self.settings.seed, timings=self.timings,
+                        precision=self.precision if trains else None,
                         synthetic=self.synthetic if synthetic is None else synthetic,
                         **({"role": self.params["role"]} if "role" in self.params else {}) | fields)
         write_record(self.run_dir, record)
@@ -168,8 +175,7 @@ def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
     if missing:
         raise NameError(f"the {kind} notebook's parameters cell lacks {missing}")
     params = {name: namespace[name] for name in names}
-    settings = RunSettings.from_dict({k: params[k] for k in ("seed", "threads", "device", "replicates")
-                                      if params[k] is not None}, "run settings")
+    settings = RunSettings.from_dict({k: params[k] for k in RUN_SETTINGS if params[k] is not None}, "run settings")
     timings = {"startup": _startup_seconds()}
     set_threads(settings.threads)
     seed_everything(settings.seed)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..core.atomic import atomic_torch_save, load_state
 from ..core.config import Settings
+from ..core.environment import autocast
 from ..data.images import BatchLoader, ImageStore
 from . import distributed
 
@@ -135,15 +136,20 @@ class TrainingState:
 
 def train_one_epoch(model: nn.Module, loader: BatchLoader, loss_fn: Callable, optimizer, scheduler,
                     device: torch.device, epoch: int, epochs: int, extra_module: nn.Module | None = None,
-                    show_bar: bool = False) -> dict:
-    """One pass over ``loader``: forward, loss, backward, step, per-step schedule. Returns the epoch's row."""
+                    show_bar: bool = False, precision: str = "fp32") -> dict:
+    """One pass over ``loader``: forward, loss, backward, step, per-step schedule. Returns the epoch's row.
+
+    ``precision="bf16"`` runs the forward pass and the loss under bf16 autocast (weights, gradients
+    and optimizer state stay fp32).
+    """
     model.train()
     started = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not show_bar)
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss, logits = loss_fn(model, x, y)
+        with autocast(device, precision):
+            loss, logits = loss_fn(model, x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
@@ -247,7 +253,8 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         validate: Callable[[nn.Module], dict] | None = None, checkpoint_dir: str | Path | None = None,
         loss_fn: Callable | None = None, extra_module: nn.Module | None = None,
         device: torch.device | str = "cpu", progress: bool | str = True,
-        validate_at: Collection[int] | None = None, on_epoch_end: Callable | None = None) -> TrainResult:
+        validate_at: Collection[int] | None = None, on_epoch_end: Callable | None = None,
+        precision: str = "fp32") -> TrainResult:
     """Train ``model`` (in place) on ``train_frame`` (column ``label``); keep the best epoch by validation EER.
 
     ``loss_fn(model, x, y) -> (loss, logits)`` defaults to cross-entropy; ``extra_module`` holds
@@ -260,7 +267,11 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
     empty set: no selection, the last epoch is the model). ``on_epoch_end(context, row)`` is called
     after every epoch (before its checkpoint) with a :class:`TrainingContext` and the epoch's row,
     which it may extend (see :class:`ocular_utils.training.along.AlongTheWay`).
+    ``precision``: ``"fp32"`` or ``"bf16"`` (autocast of the training steps; see
+    :func:`ocular_utils.core.environment.resolve_precision`).
     """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"fit runs at precision 'fp32' or 'bf16' (got {precision!r}); resolve 'auto' first")
     device = torch.device(device)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
     model.to(device)
@@ -284,7 +295,8 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         if config.chunk_batches:
             loader.max_batches = config.chunk_batches[epoch - 1]
         row = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, device, epoch, config.chunks,
-                              extra_module, show_bar=progress == "bar" and distributed.is_main())
+                              extra_module, show_bar=progress == "bar" and distributed.is_main(),
+                              precision=precision)
         if distributed.is_main():
             if validate_at is None or epoch in validate_at:
                 select_epoch(model, row, state, validate, best_path)
@@ -305,24 +317,48 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
 
 def training_throughput(model: nn.Module, image_size: tuple[int, int], num_classes: int,
                         batch_size: int = TrainConfig.batch_size,
-                        steps: int = 5, device: torch.device | str = "cpu", copy_model: bool = True) -> float:
+                        steps: int = 5, device: torch.device | str = "cpu", copy_model: bool = True,
+                        precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> float:
     """Images/s of forward + backward + SGD step on random batches (after one warm-up step).
 
-    Trains a copy of ``model`` (or, with ``copy_model=False``, ``model`` itself: masked models cannot be copied).
+    Trains a copy of ``model`` (or, with ``copy_model=False``, ``model`` itself: masked models cannot be copied),
+    at ``precision`` (bf16 autocast or fp32), optionally in channels_last memory format and through
+    ``torch.compile``. With ``compile`` the warm-up step compiles; :func:`training_step_timing` reports
+    its seconds too.
     """
+    return training_step_timing(model, image_size, num_classes, batch_size, steps, device, copy_model,
+                                precision, channels_last, compile)["images_per_second"]
+
+
+def training_step_timing(model: nn.Module, image_size: tuple[int, int], num_classes: int,
+                         batch_size: int = TrainConfig.batch_size, steps: int = 5,
+                         device: torch.device | str = "cpu", copy_model: bool = True, precision: str = "fp32",
+                         channels_last: bool = False, compile: bool = False) -> dict:
+    """Seconds of the first training step (compilation included) and images/s of the ``steps`` after it."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1 (got {steps})")
     device = torch.device(device)
     model = (copy.deepcopy(model) if copy_model else model).to(device).train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    x = torch.randn(batch_size, 3, *image_size, device=device)
+    step_model = torch.compile(model) if compile else model
+    x = torch.randn(batch_size, 3, *image_size, device=device).contiguous(memory_format=memory_format)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
-    for step in range(steps + 1):
-        if step == 1:
-            started = time.perf_counter()
+
+    def step():
         optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        with autocast(device, precision):
+            loss = nn.functional.cross_entropy(step_model(x), y)
+        loss.backward()
         optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - started)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    started = time.perf_counter()
+    step()
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return {"first_step_seconds": first, "images_per_second": steps * batch_size / (time.perf_counter() - started)}

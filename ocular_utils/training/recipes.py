@@ -35,13 +35,14 @@ def with_seed(config: TrainConfig, seed: int) -> TrainConfig:
 
 
 def train_base_model(data, run_dir: str | Path, config: BaseConfig, device: torch.device | str = "cpu",
-                     seed: int = 0, progress: bool | str = True) -> tuple[OcularNet, TrainResult]:
-    """Train the base verifier on the training identities of ``data`` (a StudyData)."""
+                     seed: int = 0, progress: bool | str = True,
+                     precision: str = "fp32") -> tuple[OcularNet, TrainResult]:
+    """Train the base verifier on the training identities of ``data`` (a StudyData), at ``precision``."""
     torch.manual_seed(seed)
     model = build_model(config.backbone, data.split.num_classes, config.embedding_dim, head=config.head,
                         pretrained=config.pretrained)
     result = fit(model, data.store, data.split.train, with_seed(config.train, seed), validate=data.validation(device),
-                 checkpoint_dir=Path(run_dir) / "checkpoints", device=device, progress=progress)
+                 checkpoint_dir=Path(run_dir) / "checkpoints", device=device, progress=progress, precision=precision)
     return model, result
 
 
@@ -84,6 +85,7 @@ def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: Tra
 
 
 def fine_tune(model: OcularNet, data, run_dir: str | Path, config: TrainConfig, budget: RunBudget | dict,
-              device: torch.device | str = "cpu", seed: int = 0, progress: bool | str = True) -> TrainResult:
-    """Fine-tune a compressed model in place for its budget (masks stay frozen), selecting on validation."""
-    return fit_to_budget(model, data, run_dir, config, budget, device, seed, progress)
+              device: torch.device | str = "cpu", seed: int = 0, progress: bool | str = True,
+              precision: str = "fp32") -> TrainResult:
+    """Fine-tune a compressed model in place for its budget (masks stay frozen), at ``precision``."""
+    return fit_to_budget(model, data, run_dir, config, budget, device, seed, progress, precision=precision)

@@ -1,0 +1,98 @@
+"""Training-step throughput by precision, memory format and compilation: what pays on this machine.
+
+For each network (ResNet50, ResNet18, MobileNetV2), input size (the study's 32x48 and 224x224),
+thread count (one, all) and variant, a training step (forward, cross-entropy, backward, SGD step)
+on random batches: fp32 against bf16 autocast (``torch.autocast``; on CUDA that is AMP in bf16),
+contiguous against channels_last, eager against ``torch.compile``. Prints images/s after one
+warm-up step, the warm-up (compilation) seconds, each variant's speed-up over eager fp32
+contiguous, and for compiled variants the images after which the compile time is paid back.
+Says whether the CPU has native bf16 (``native_bf16``), which decides ``precision: auto``.
+
+    python benchmarks/train_throughput.py                      # the whole grid (long at 224x224)
+    python benchmarks/train_throughput.py --models resnet50 --sizes 32x48 --threads 1 --no-compile
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+
+import pandas as pd
+import torch
+
+from ocular_utils.core.environment import describe_machine, native_bf16, resolve_precision, thread_count
+from ocular_utils.models.networks import build_model
+from ocular_utils.training.loop import training_step_timing
+
+CLASSES = 60
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"32x48"`` -> (32, 48)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is HEIGHTxWIDTH, e.g. 32x48 (got {text!r})") from None
+    return height, width
+
+
+def variants(compile_too: bool) -> list[dict]:
+    """The grid of variants: precision x memory format x compilation."""
+    compiled = (False, True) if compile_too else (False,)
+    return [{"precision": p, "channels_last": c, "compile": k}
+            for p, c, k in itertools.product(("fp32", "bf16"), (False, True), compiled)]
+
+
+def measure(args) -> pd.DataFrame:
+    """One row per network, size, threads and variant."""
+    device = torch.device(args.device)
+    rows = []
+    for model_name, size, threads in itertools.product(args.models, args.sizes, args.threads):
+        torch.manual_seed(0)
+        model = build_model(model_name, CLASSES, 128)
+        steps = args.steps if max(size) < 100 else args.steps_large
+        with thread_count(threads):
+            for variant in variants(args.compile):
+                torch._dynamo.reset()
+                timing = training_step_timing(model, size, CLASSES, args.batch, steps, device, **variant)
+                rows.append({"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, **variant,
+                             **timing})
+                print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    eager = table[(table.precision == "fp32") & ~table.channels_last & ~table["compile"]]
+    reference = table.merge(eager[["model", "input", "threads", "images_per_second", "first_step_seconds"]],
+                            on=["model", "input", "threads"], suffixes=("", "_eager"))
+    table["speedup"] = reference["images_per_second"] / reference["images_per_second_eager"]
+    # images after which a compiled variant has paid back its compilation over eager fp32
+    saved_per_image = 1 / reference["images_per_second_eager"] - 1 / reference["images_per_second"]
+    extra_seconds = reference["first_step_seconds"] - reference["first_step_seconds_eager"]
+    table["break_even_images"] = (extra_seconds / saved_per_image).where(table["compile"] & (saved_per_image > 0))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["resnet50", "resnet18", "mobilenet_v2"])
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(32, 48), (224, 224)])
+    parser.add_argument("--threads", nargs="+", type=int, default=sorted({1, os.cpu_count() or 1}))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps at small inputs")
+    parser.add_argument("--steps-large", type=int, default=2, help="timed steps at inputs of 100 pixels or more")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile variants")
+    parser.add_argument("--csv", help="also write the table here")
+    args = parser.parse_args()
+    if min(args.threads) < 1:
+        parser.error(f"--threads must be at least 1 (got {args.threads})")
+    device = torch.device(args.device)
+    print(f"{describe_machine()['cpu']}, torch {torch.__version__}, device {device}, batch {args.batch}; "
+          f"native bf16: {native_bf16(device)}; precision auto resolves to {resolve_precision('auto', device)}")
+    table = measure(args)
+    pd.set_option("display.width", 200)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
