@@ -82,7 +82,11 @@ def test_records_round_trip_and_only_complete_ones_load(tmp_path):
                             family="unstructured pruning", seed=1, training_images=640, metrics={"eer": 0.1},
                             synthetic=True)
     results.write_record(tmp_path / "a", record)
+    assert not results.is_complete(tmp_path / "a"), "a record alone is not a finished unit"
+    results.mark_done(tmp_path / "a", "key")
     atomic_write_json(tmp_path / "b" / "record.json", record.to_dict() | {"status": "running"})
+    with pytest.raises(RuntimeError, match="missing or incomplete"):
+        results.mark_done(tmp_path / "b", "key")
     (tmp_path / "c").mkdir()
     assert results.is_complete(tmp_path / "a") and not results.is_complete(tmp_path / "b")
     table = results.load_records(tmp_path)
@@ -168,7 +172,7 @@ def test_duplicate_grid_cells_are_refused():
 
 def test_the_grid_waits_for_the_rate_sweep_and_takes_its_choice(tmp_path):
     """Round 1 plans the sweep (validation identities, short budget); round 2 the grid at the chosen rate."""
-    from ocular_utils.report.records import Record, write_record
+    from ocular_utils.report.records import Record, mark_done, write_record
 
     profile = load_profile("smoke")
     planner = Planner(profile, project_root(), str(tmp_path / "results"))
@@ -184,6 +188,7 @@ def test_the_grid_waits_for_the_rate_sweep_and_takes_its_choice(tmp_path):
         lr = unit.params["pruning"]["finetune"]["lr"]
         eer = 0.1 if lr == sorted(profile.pruning.lr_sweep)[-2] else 0.3
         write_record(unit.run_dir, Record("prune", unit.params, metrics={"validation_eer": eer}))
+        mark_done(unit.run_dir, unit.key)
     units = Planner(profile, project_root(), str(tmp_path / "results")).build()
     grid = [u for u in units.values() if u.kind == "prune" and u.params.get("role") == "grid"]
     assert grid and {u.params["pruning"]["finetune"]["lr"] for u in grid} == {sorted(profile.pruning.lr_sweep)[-2]}
@@ -224,7 +229,7 @@ def test_the_paper_scale_plan_fits_eight_gpu_hours_at_3000_images_per_second(tmp
 
 
 def test_recorded_throughput_counts_trunks_and_branches(tmp_path):
-    from ocular_utils.report.records import Record, write_record
+    from ocular_utils.report.records import Record, mark_done, write_record
     from ocular_utils.runner.pricing import finished_records, recorded_throughput, recorded_train_images
 
     history = [{"images": 600, "seconds": 10.0, "branch_images": 200, "branch_seconds": 10.0},
@@ -232,6 +237,9 @@ def test_recorded_throughput_counts_trunks_and_branches(tmp_path):
     write_record(tmp_path / "runs" / "prune" / "a", Record("prune", {}, details={
         "history": history, "split": [{"part": "train", "images": 1620}]}))
     write_record(tmp_path / "runs" / "quantize" / "b", Record("quantize", {}, details={"history": history}))
+    write_record(tmp_path / "runs" / "prune" / "unfinished", Record("prune", {}, details={"history": history * 3}))
+    for run in ("prune/a", "quantize/b"):
+        mark_done(tmp_path / "runs" / run, "key")
     records = finished_records(tmp_path)
     assert recorded_throughput(records) == {"prune": pytest.approx(40.0)}, "800 images in 20 s; no untimed row"
     assert recorded_train_images(records) == 1620

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ocular_utils.core.config import Settings
+from ocular_utils.core.environment import RUN_SETTINGS
 from ocular_utils.core.paths import PACKAGE_DIR, project_root
 from ocular_utils.runner import book, scheduler, session
 from ocular_utils.runner.plan import Planner, Unit
@@ -82,7 +83,7 @@ def test_defaults_are_written_once():
         for name, value in _parameters_cell(kind).items():
             if name in session.SECTIONS or name == "data":
                 assert value == {}, f"{kind} notebook: {name} must be {{}} (the section's defaults)"
-            if name in ("seed", "threads", "device", "replicates"):
+            if name in RUN_SETTINGS:
                 assert value is None, f"{kind} notebook: {name} must be None (RunSettings' default)"
 
 
@@ -260,8 +261,8 @@ def test_a_study_whose_code_changes_between_rounds_stops_with_one_clear_line(tmp
 
     real_plan = cli.plan
 
-    def plan_then_edit(*args):
-        profile, units, root, pending = real_plan(*args)
+    def plan_then_edit(*args, **options):
+        profile, units, root, pending = real_plan(*args, **options)
         if rounds:  # the second planning sees every unit of the first under a new key
             units = {name: dataclasses.replace(unit, key=unit.key + "-edited") for name, unit in units.items()}
         return profile, units, root, pending
@@ -275,7 +276,7 @@ def test_a_study_whose_code_changes_between_rounds_stops_with_one_clear_line(tmp
 
 def test_clean_removes_stale_runs_and_finished_checkpoints_and_status_prints_the_size(tmp_path, capsys):
     from ocular_utils.core.paths import project_root
-    from ocular_utils.report.records import Record, write_record
+    from ocular_utils.report.records import Record, mark_done, write_record
     from ocular_utils.runner import cli
     from ocular_utils.runner.plan import Planner
     from ocular_utils.runner.profiles import load_profile
@@ -284,6 +285,7 @@ def test_clean_removes_stale_runs_and_finished_checkpoints_and_status_prints_the
     units = Planner(load_profile("smoke"), project_root(), str(results)).build()
     finished, running = (project_root() / units[name].run_dir for name in ("data", "base"))
     write_record(finished, Record("data", {}))
+    mark_done(finished, units["data"].key)
     for folder in (finished, running):
         (folder / "checkpoints").mkdir(parents=True)
         (folder / "checkpoints" / "last.pt").write_bytes(b"x" * 1000)

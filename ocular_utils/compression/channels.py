@@ -20,6 +20,7 @@ from .unstructured import batch_gradients, check_compression
 
 # name -> a factory of the Torch-Pruning importance criterion (filled by register_channel)
 CHANNEL_IMPORTANCE: dict[str, Callable[[], object]] = {}
+MEANINGFUL_UP_TO = 32.0  # beyond it (1/32 of the parameters) only a few channels per layer remain
 
 
 def _prune_once(model: nn.Module, method: str, ratio: float, example: torch.Tensor, batch, loss_fn,
@@ -84,7 +85,8 @@ def register_channel(name: str, importance: Callable[[], object], description: s
         return channel_prune(model, name, compression, context.batch[0][:1], batch=context.batch,
                              loss_fn=context.loss_fn, round_to=context.round_to)
 
-    register(CompressionMethod(name, CHANNEL, apply, resizes=True, description=description))
+    register(CompressionMethod(name, CHANNEL, apply, resizes=True, description=description,
+                               meaningful_up_to=MEANINGFUL_UP_TO))
     CHANNEL_IMPORTANCE[name] = importance
 
 

@@ -46,6 +46,7 @@ class CompressionMethod:
     sparse_storage: bool = False  # store the model in the sparse format (masks leave zeros in dense tensors)
     resizes: bool = False  # tensors shrink: the saved model reloads by resizing its architecture
     description: str = ""
+    meaningful_up_to: float | None = None  # a ratio beyond which the method's models collapse (a plan warns)
 
 
 METHODS: dict[str, CompressionMethod] = {}

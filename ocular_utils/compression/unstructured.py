@@ -27,6 +27,7 @@ from ..models.networks import deployed_parts
 from .registry import UNSTRUCTURED, CompressionContext, CompressionMethod, register
 
 SCOPES = ("global", "layer", "bernoulli")
+MEANINGFUL_UP_TO = 64.0  # beyond it under 1.6% of the weights remain; models are expected to collapse to chance
 # A score function: (model, prunable tensors, context) -> {(module, tensor name): scores of that tensor's shape}
 ScoreFunction = Callable[[nn.Module, list, CompressionContext], dict]
 
@@ -158,7 +159,7 @@ def register_unstructured(name: str, scope: str, description: str = "") -> Calla
                            seed=context.seed)
             return keep_zeros_frozen(pruned)
 
-        register(CompressionMethod(name, UNSTRUCTURED, apply, sparse_storage=True,
+        register(CompressionMethod(name, UNSTRUCTURED, apply, sparse_storage=True, meaningful_up_to=MEANINGFUL_UP_TO,
                                    description=description or (score.__doc__ or "").strip()))
         UNSTRUCTURED_METHODS[name] = (score, scope)
         return score

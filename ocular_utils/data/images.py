@@ -36,6 +36,27 @@ class CorruptImageError(DatasetError):
     """One or more image files could not be decoded."""
 
 
+# The first bytes of the image formats Pillow decodes that data sets use (JPEG, PNG, BMP, TIFF, GIF, WebP).
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")
+
+
+def unreadable_images(paths) -> list[str]:
+    """The files among ``paths`` that are missing, empty or do not start like an image (a cheap check: no decoding;
+    a truncated file passes it and fails when decoded)."""
+    bad = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(12)
+        except OSError:
+            bad.append(str(path))
+            continue
+        webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+        if not (webp or any(head.startswith(signature) for signature in IMAGE_SIGNATURES)):
+            bad.append(str(path))
+    return bad
+
+
 def decode_image(path: str, size: tuple[int, int]) -> np.ndarray:
     """Decode ``path`` to RGB and resize it to ``size`` = (height, width); raises on a bad file."""
     with Image.open(path) as image:

@@ -74,19 +74,29 @@ def _drop_corrupt(dataset: OcularDataset, store: ImageStore) -> list[str]:
     return [f"{len(bad)} corrupt images skipped (on_corrupt='skip'): " + ", ".join(sorted(names)[:5])]
 
 
-def prepare_data(data: DataConfig | dict | None = None, progress: bool = False) -> StudyData:
-    """Generate (if synthetic and missing), index, decode and split the data set ``data`` describes."""
-    config = data if isinstance(data, DataConfig) else DataConfig.from_dict(data, "data")
+def index_data(config: DataConfig, progress: bool = False) -> OcularDataset:
+    """Generate the data set (if synthetic and missing) and index its files; nothing is decoded."""
     root = resolve(config.root)
     if config.synthetic is not None:
         generate_visob_like(root, SyntheticConfig(**config.synthetic), progress=progress)
-    dataset = load_dataset(root, config.layout)
+    return load_dataset(root, config.layout)
+
+
+def split_data(dataset: OcularDataset, config: DataConfig) -> Split:
+    """The subject-disjoint split of an indexed data set, as ``config`` says."""
+    return make_split(dataset, protocol=config.protocol, fold=config.fold, seed=config.seed,
+                      test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+                      eyes=config.eyes, min_images=config.min_images)
+
+
+def prepare_data(data: DataConfig | dict | None = None, progress: bool = False) -> StudyData:
+    """Generate (if synthetic and missing), index, decode and split the data set ``data`` describes."""
+    config = data if isinstance(data, DataConfig) else DataConfig.from_dict(data, "data")
+    dataset = index_data(config, progress)
     store = build_image_store(dataset.frame, tuple(config.image_size), cache_dir=resolve(config.cache_dir),
                               workers=config.workers, on_corrupt=config.on_corrupt)
     notes = list(dataset.notes) + _drop_corrupt(dataset, store)
-    split = make_split(dataset, protocol=config.protocol, fold=config.fold, seed=config.seed,
-                       test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-                       eyes=config.eyes, min_images=config.min_images)
+    split = split_data(dataset, config)
     trials = build_trials(split.test, split.pairs, eyes=split.eyes, max_impostors=config.max_impostors,
                           seed=config.seed)
     return StudyData(dataset, split, store, trials, config, notes + split.notes)

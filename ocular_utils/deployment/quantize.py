@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,12 +172,14 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, batches: list[torch.T
 
     reader = type("Reader", (_Calibration, CalibrationDataReader), {})
     path = Path(path)
-    prepared = path.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32_path), str(prepared))
-    name = export.onnx_session(prepared).get_inputs()[0].name
-    quantize_static(str(prepared), str(path), reader(name, batches), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    prepared.unlink()
+    prepared = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.pre.onnx")  # beside the output, never shared
+    try:
+        quant_pre_process(str(fp32_path), str(prepared))
+        name = export.onnx_session(prepared).get_inputs()[0].name
+        quantize_static(str(prepared), str(path), reader(name, batches), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
     return path
 
 

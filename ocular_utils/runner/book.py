@@ -7,6 +7,7 @@ that points at them (no re-execution) and adds an appendix with every executed g
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -30,9 +31,24 @@ def parameters_block(parameters: dict) -> str:
             f"```yaml\n{listing}\n```\n::::")
 
 
-def prepare_page(source: Path, target: Path, title: str | None) -> None:
+def failures_block(failed: dict, blocked: list[str], missing: list[str] | None = None) -> str:
+    """A MyST warning naming what failed (unit and error) and what was left out; for the intro (``missing``
+    None: the whole run) or one page (its ``missing`` runs)."""
+    names = list(failed) + blocked if missing is None else missing
+    why = {name: failed[name]["error"].replace("|", "/") if name in failed else "not run: it depends on a failed unit"
+           for name in names}
+    rows = "\n".join(f"| `{name}` | {why[name]} |" for name in names)
+    scope = "this build" if missing is None else "this page"
+    return (f":::{{warning}} Not in {scope}: {len(names)} units\n"
+            f"{sum(n in failed for n in names)} failed, the others depend on a failure; {scope} shows what finished. "
+            "Fix the cause and run the same `ocular-study run` command again: finished units are kept.\n\n"
+            f"| unit | why |\n|---|---|\n{rows}\n:::")
+
+
+def prepare_page(source: Path, target: Path, title: str | None, notice: str | None = None) -> None:
     """Copy an executed notebook for the book: retitled if ``title``, its notebook and papermill parameter cells
-    replaced by one collapsed block of the run's parameters before the first code cell."""
+    replaced by one collapsed block of the run's parameters before the first code cell; ``notice`` (MyST)
+    follows the title."""
     notebook = json.loads(source.read_text())
     cells = [c for c in notebook["cells"] if not set(c["metadata"].get("tags", [])) & set(PARAMETER_TAGS)]
     first = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), None)
@@ -41,6 +57,9 @@ def prepare_page(source: Path, target: Path, title: str | None) -> None:
         if lines and lines[0].startswith("# "):
             lines[0] = f"# {title}"
             cells[first]["source"] = "\n".join(lines)
+    if notice:
+        cells.insert(0 if first is None else first + 1,
+                     {"cell_type": "markdown", "id": "failed-runs", "metadata": {}, "source": notice})
     parameters = notebook.get("metadata", {}).get("papermill", {}).get("parameters")
     if parameters is not None:
         block = {"cell_type": "markdown", "id": "run-parameters", "metadata": {},
@@ -66,9 +85,12 @@ def toc_entries(toc: dict):
         yield from walk(part.get("chapters", []))
 
 
-def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
+def assemble(units: dict[str, Unit], root: Path, profile, failures_file: Path | None = None) -> Path:
     """Copy executed notebooks to ``book/_generated/<profile>`` (inside the book's source folder, wherever the
-    results live) and write that folder's ``_toc.yml``."""
+    results live) and write that folder's ``_toc.yml``. With a ``failures_file`` (the runner's
+    ``failures.json``), the intro and each page that lacks runs say what failed and why."""
+    failures = json.loads(failures_file.read_text()) if failures_file and failures_file.is_file() else {}
+    failed, blocked = failures.get("failed", {}), failures.get("blocked", [])
     book_dir = GENERATED / profile.name
     if (root / book_dir).exists():
         shutil.rmtree(root / book_dir)
@@ -77,6 +99,10 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
     (root / book_dir).mkdir(parents=True, exist_ok=True)
     intro = root / template["root"]
     shutil.copyfile(intro.with_suffix(".md"), root / book_dir / "intro.md")  # glues from its sibling chapters
+    if failed or blocked:
+        text = (root / book_dir / "intro.md").read_text()
+        title, rest = text.split("\n", 1)
+        (root / book_dir / "intro.md").write_text(f"{title}\n\n{failures_block(failed, blocked)}\n{rest}")
     template["root"] = str(book_dir / "intro")
     for entry in toc_entries(template):
         name = Path(entry["file"]).name
@@ -85,7 +111,8 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
             if unit is None or not (root / unit.output).is_file():
                 raise FileNotFoundError(f"chapter {name} has no executed notebook; run the study first")
             target = book_dir / f"{name}.ipynb"
-            prepare_page(root / unit.output, root / target, None)
+            notice = failures_block(failed, blocked, unit.missing) if unit.missing else None
+            prepare_page(root / unit.output, root / target, None, notice)
             entry["file"] = str(target.with_suffix(""))
     appendix = []
     for unit in units.values():
@@ -99,6 +126,31 @@ def assemble(units: dict[str, Unit], root: Path, profile) -> Path:
     toc.write_text(f"# generated for profile {profile.name}; edit book/_toc.yml instead\n" + yaml.safe_dump(
         template, sort_keys=False))
     return toc
+
+
+class BookBuildFailed(RuntimeError):
+    """``jupyter-book build`` failed: the first problem Sphinx reported, and where the whole log is."""
+
+    def __init__(self, problem: str, log: Path):
+        super().__init__(f"{problem} (whole log: {log})")
+        self.problem, self.log = problem, log
+
+
+SPHINX_PROBLEM = re.compile(r"^(?P<where>[^\s].*?):(?P<line>\d*):? ?(?P<level>WARNING|ERROR|CRITICAL|SEVERE): "
+                            r"(?P<message>.*)$", re.MULTILINE)
+
+
+def first_sphinx_problem(log: str, root: Path) -> str:
+    """The first warning or error of a Sphinx log as ``page: LEVEL: message`` (else the log's last line)."""
+    match = SPHINX_PROBLEM.search(log)
+    if match is None:
+        lines = [line for line in log.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "no output"
+    where = match["where"]
+    if where.startswith(str(root)):
+        where = str(Path(where).relative_to(root))
+    line = f":{match['line']}" if match["line"] else ""
+    return f"{where}{line}: {match['level']}: {match['message'].strip()}"
 
 
 def html_folder(root: Path, profile_name: str) -> Path:
@@ -121,9 +173,11 @@ def build(root: Path, toc: Path, html: Path, strict: bool = True) -> Path:
     if strict:
         command += ["-W", "-n", "--keep-going"]
     completed = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    log = html.parent / "book-build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(completed.stdout + "\n" + completed.stderr)
     if completed.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed (exit {completed.returncode}):\n"
-                           f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")
+        raise BookBuildFailed(first_sphinx_problem(completed.stdout + "\n" + completed.stderr, root), log)
     built = work / "_build" / "html"
     if built != html:
         shutil.rmtree(html, ignore_errors=True)

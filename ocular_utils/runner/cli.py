@@ -22,7 +22,7 @@ import yaml
 from ..core.atomic import atomic_write_json
 from ..core.paths import project_root
 from ..training import distributed
-from . import book, cleanup, pricing, scheduler
+from . import book, cleanup, lock, preflight, pricing, scheduler
 from .plan import Planner
 from .profiles import available_profiles, load_profile
 
@@ -33,24 +33,66 @@ class UserError(Exception):
 
 # Errors raised for bad input anywhere in the package (unknown profile/method, impossible ratio, missing or
 # malformed data): one line for people, the traceback with --debug.
-USER_ERRORS = (UserError, ValueError, KeyError, FileNotFoundError, NotADirectoryError, NotImplementedError)
+USER_ERRORS = (UserError, lock.FolderLocked, ValueError, KeyError, FileNotFoundError, NotADirectoryError,
+               NotImplementedError)
 
 
-def plan(profile_name: str, results: str = "results", threads: int | None = None):
+FAILURES = "failures.json"  # in results/<profile>: the units of the last run that failed or were blocked
+
+
+class PlanProblems(Exception):
+    """The plan does not fit its data or settings: every problem found, one line each (exit status 2)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(f"{len(problems)} problems")
+        self.problems = problems
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one ``ocular-study: error:`` line (exit 2), like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"ocular-study: error: {message} (see `{self.prog} --help`)\n")
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: an integer of at least 1 (jobs, threads, units)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
+    return value
+
+
+def plan(profile_name: str, results: str = "results", threads: int | None = None,
+         unavailable: dict[str, str] | None = None):
     """Load a profile and build the units that can be planned now: ``(profile, units, root, pending)``.
 
-    ``pending`` says what a later round adds (the extra seeds and the chapters wait for the headline runs).
+    ``pending`` says what a later round adds (the extra seeds and the chapters wait for the headline runs);
+    ``unavailable`` units (name -> key; failed or blocked in this run) are left out of choices and chapters.
     """
     profile = load_profile(profile_name)
     root = project_root()
-    planner = Planner(profile, root, results, threads)
+    planner = Planner(profile, root, results, threads, unavailable=unavailable)
     return profile, planner.build(), root, planner.pending
 
 
-def priced(profile, root: Path, args) -> str:
+def checked_plan(profile, units: dict, generate: bool = True) -> preflight.Checked:
+    """Check the plan against its data before anything runs: warnings printed, problems raised all at once."""
+    checked = preflight.check_plan(profile, units, generate=generate)
+    for warning in checked.warnings:
+        print(f"ocular-study: warning: {warning}", file=sys.stderr, flush=True)
+    if checked.problems:
+        raise PlanProblems(checked.problems)
+    return checked
+
+
+def priced(profile, root: Path, args, train_images: int | None = None) -> str:
     """The dry run's price of the whole plan (every round): training images per group and hours."""
     records = pricing.finished_records(root / args.results / profile.name)
-    train_images = args.train_images or pricing.recorded_train_images(records)
+    train_images = args.train_images or train_images or pricing.recorded_train_images(records)
     base_images = None if train_images is None else profile.base.train.epochs * train_images
     full = Planner(profile, root, args.results, args.threads, assume_done=True, base_images=base_images).build()
     table = pricing.priced_plan(full, train_images, args.images_per_second, pricing.recorded_throughput(records))
@@ -81,15 +123,17 @@ def command_run(args) -> int:
     """Run (or resume) every unit of the profile, round after round, then build the book."""
     profile, units, root, pending = plan(args.profile, args.results, args.threads)
     jobs = args.jobs or profile.jobs
-    print(f"profile {profile.name}: {len(units)} notebooks planned, {jobs} at a time, engine {args.engine}; "
+    at_a_time = f"{jobs} at a time" if args.engine == "local" else f"at most {jobs} at a time (cluster CPUs allowing)"
+    print(f"profile {profile.name}: {len(units)} notebooks planned, {at_a_time}, engine {args.engine}; "
           f"results in {Path(args.results) / profile.name}", flush=True)
+    checked = checked_plan(profile, units, generate=not args.dry_run)
     if args.dry_run:
         for unit in units.values():
             state = "done" if unit.complete(root) else "to run"
             print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
         for note in pending:
             print(f"  later   {note}")
-        print(priced(profile, root, args))
+        print(priced(profile, root, args, checked.train_images))
         results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
         stale = cleanup.stale_runs(units, root, results)
         stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
@@ -98,62 +142,123 @@ def command_run(args) -> int:
               f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
               f"book {cleanup.human(cleanup.folder_bytes(html))}")
         return 0
+    with lock.holding(root / args.results / profile.name):
+        return run_rounds(args, profile, units, root, pending, jobs)
+
+
+def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) -> int:
+    """Run the plan round after round (the later rounds are planned as the earlier ones finish), then the book."""
     started = time.perf_counter()
-    timing_path = root / args.results / profile.name / "timings.json"
+    results = root / args.results / profile.name
+    timing_path = results / "timings.json"
     history = recorded_unit_seconds(timing_path)
-    seconds, executed, skipped, peak = {}, [], set(), 0
+    seconds, executed, skipped, peak, failures, blocked = {}, [], set(), 0, {}, {}
     while True:
         outcome = scheduler.run_units(units, root, jobs=jobs, engine=args.engine, max_units=args.max_units,
                                       ray_address=args.ray_address, progress=not args.quiet,
-                                      keep_checkpoints=args.keep_checkpoints, history=history | seconds)
+                                      keep_checkpoints=args.keep_checkpoints, history=history | seconds,
+                                      known_failures=failures)
         seconds |= outcome.seconds
         executed += outcome.executed
         skipped |= set(outcome.skipped) - set(executed)
         peak = max(peak, outcome.peak_rss_bytes)
-        finished = len(outcome.executed) + len(outcome.skipped) == len(units)
-        if outcome.failed or not finished or not pending:
+        failures |= outcome.failed
+        blocked |= {name: units[name].key for name in outcome.blocked}
+        write_failures(results, failures, blocked, units)
+        accounted = len(outcome.executed) + len(outcome.skipped) + len(outcome.failed) + len(outcome.blocked)
+        finished = accounted == len(units)
+        if outcome.interrupted or not finished or not pending:
             break
-        profile, next_units, root, pending = plan(args.profile, args.results, args.threads)
-        moved = [name for name, unit in units.items() if name in next_units and next_units[name].key != unit.key]
+        # a failure costs only its dependants: the next round is planned without the failed and blocked units
+        profile, next_units, root, pending = plan(args.profile, args.results, args.threads,
+                                                  unavailable=left_out_units(failures, blocked))
+        finished_here = set(outcome.executed) | set(outcome.skipped)
+        moved = [name for name in finished_here if name in next_units and next_units[name].key != units[name].key]
         if moved:
             raise UserError(f"the code or the profile changed while the study ran: {len(moved)} finished units "
                             f"now have new keys ({', '.join(moved[:3])}...); run the same command again to go on "
                             "with the code as it is now")
         if set(next_units) == set(units):
+            if failures:  # what is left waits on failed units
+                break
             raise RuntimeError(f"the plan cannot grow past this round: {pending}")
         added = sorted(set(next_units) - set(units))
         print(f"next round: {len(added)} more notebooks ({', '.join(added[:4])}...)", flush=True)
         units = next_units
     wall = time.perf_counter() - started
-    print(f"executed {len(executed)}, skipped (already complete) {len(skipped)}, failed {len(outcome.failed)}, "
-          f"blocked {len(outcome.blocked)} in {wall:.0f}s", flush=True)
+    print(f"executed {len(executed)}, skipped (already complete) {len(skipped)}, failed {len(failures)}, "
+          f"blocked {len(blocked)} in {wall:.0f}s", flush=True)
     timing_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(timing_path, {"wall_seconds": wall, "peak_rss_bytes": peak, "units": seconds,
                                     "all_units": history | seconds})
     print(f"peak memory (runner + kernels): {peak / 2**30:.2f} GiB", flush=True)
-    for name, error in outcome.failed.items():
-        print(f"FAILED {name}: {error}\n  see {units[name].output}", file=sys.stderr)
-    if outcome.failed:
-        return 1
-    if not finished or pending:
+    if outcome.interrupted:
+        done = sum(unit.complete(root) for unit in units.values())
+        print(f"interrupted: {done} units finished, {len(units) - done} will rerun (the {len(outcome.interrupted)} "
+              f"running ones among them); run the same command to resume", file=sys.stderr, flush=True)
+        return 130
+    built = finish(args, profile, units, root, finished, pending, left_out_units(failures, blocked))
+    return report_failures(failures, units) or built
+
+
+def left_out_units(failures: dict, blocked: dict[str, str]) -> dict[str, str]:
+    """Name -> key of every unit that failed or was blocked in this run (what later rounds go on without)."""
+    return blocked | {name: failure.key for name, failure in failures.items()}
+
+
+def write_failures(results: Path, failures: dict, blocked: dict[str, str], units: dict) -> None:
+    """Record this run's failed and blocked units in ``failures.json`` (the book lists them); none: remove it."""
+    path = results / FAILURES
+    if not failures and not blocked:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write_json(path, {"failed": {name: {"error": str(f), "user_error": f.user_error,
+                                               "notebook": str(units[name].output) if name in units else None}
+                                        for name, f in failures.items()},
+                             "blocked": sorted(blocked)})
+
+
+def report_failures(failures: dict, units: dict) -> int:
+    """Print each failed unit's error (type and whole message) and its executed notebook; the exit status.
+
+    A run whose failures are all user errors (bad data or settings) ends like any user error (2), else 1.
+    """
+    for name, failure in failures.items():
+        if failure.user_error:
+            print(f"ocular-study: error: {name}: {failure} (executed notebook: {units[name].output})", file=sys.stderr)
+        else:
+            print(f"FAILED {name}: {failure}\n  executed notebook: {units[name].output}", file=sys.stderr)
+    if not failures:
+        return 0
+    return 2 if all(f.user_error for f in failures.values()) else 1
+
+
+def finish(args, profile, units, root: Path, finished: bool, pending: list[str], left_out: dict[str, str]) -> int:
+    """After the last round: build the book from what finished, or say why not."""
+    if not finished:
         print("stopped before the end (--max-units); run again to resume", flush=True)
         return 0
+    if pending:
+        print(f"book not built: {pending[0]}", flush=True)
+        return 0
     if not args.no_book:
-        return command_book(args, profile=profile, units=units, root=root)
+        return command_book(args, profile=profile, units=units, root=root, left_out=left_out)
     return 0
 
 
-def command_book(args, profile=None, units=None, root=None) -> int:
-    """Build the book from the executed notebooks of a profile."""
+def command_book(args, profile=None, units=None, root=None, left_out: dict[str, str] | None = None) -> int:
+    """Build the book from the executed notebooks of a profile (``left_out``: units of this run that failed
+    or were blocked; the book names them)."""
+    left_out = left_out or {}
     pending = []
     if profile is None:
         profile, units, root, pending = plan(args.profile, args.results, args.threads)
-    missing = [u.name for u in units.values() if not u.complete(root)] + pending
+    missing = [u.name for u in units.values() if not u.complete(root) and left_out.get(u.name) != u.key] + pending
     if missing:
         raise UserError(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
                         f"run `ocular-study run --profile {profile.name}` first")
     started = time.perf_counter()
-    toc = book.assemble(units, root, profile)
+    toc = book.assemble(units, root, profile, failures_file=root / args.results / profile.name / FAILURES)
     html = book.build(root, toc, book.html_folder(root, profile.name), strict=not args.no_strict)
     index = html / "index.html"
     print(f"book built in {time.perf_counter() - started:.0f}s: {index}\nopen {index.resolve().as_uri()}", flush=True)
@@ -193,7 +298,8 @@ def command_clean(args) -> int:
     if pending:
         print(f"the plan is not complete yet ({pending[0]}); folders of its later rounds do not exist yet and "
               "are not at risk", flush=True)
-    report = cleanup.clean(units, root, results, html)
+    with lock.holding(results, "clean"):
+        report = cleanup.clean(units, root, results, html)
     stale = sum(1 for p in report.removed if p.parent.parent == results / "runs")
     checkpoints = sum(1 for p in report.removed if p.name == "checkpoints")
     print(f"removed {stale} stale run folders, {checkpoints} checkpoint folders of finished units"
@@ -233,7 +339,14 @@ def command_profiles(args) -> int:
 def command_train(args) -> int:
     """Train the base model (or a student) of a profile in its run folder; DDP-aware under torchrun."""
     from ..compression.distillation import DistillationConfig, train_student
-    from ..core.environment import RunSettings, seed_everything, select_device, set_threads
+    from ..core.environment import (
+        RUN_SETTINGS,
+        RunSettings,
+        resolve_precision,
+        seed_everything,
+        select_device,
+        set_threads,
+    )
     from ..data.prepare import prepare_data
     from ..training.recipes import BaseConfig, train_base_model
 
@@ -243,7 +356,7 @@ def command_train(args) -> int:
         raise UserError(f"profile {profile.name} has no unit {name!r} (units: {sorted(units)})")
     unit = units[name]
     params = unit.params
-    settings = RunSettings.from_dict({k: params[k] for k in ("seed", "threads", "device", "replicates")})
+    settings = RunSettings.from_dict({k: params[k] for k in RUN_SETTINGS})
     set_threads(settings.threads)
     seed_everything(settings.seed)
     device = distributed.init_from_env() or select_device(settings.device)
@@ -253,13 +366,14 @@ def command_train(args) -> int:
     if distributed.is_main():
         distributed.barrier()
     run_dir = root / unit.run_dir
+    precision = resolve_precision(settings.precision, device)
     if args.target == "base":
         train_base_model(data, run_dir, BaseConfig.from_dict(params["base"]), device=device, seed=settings.seed,
-                         progress="bar")
+                         progress="bar", precision=precision)
     else:
         train_student(data, root / params["teacher_dir"], run_dir, params["student"], params["loss"],
                       DistillationConfig.from_dict(params["distillation"]), params["budget"], device=device,
-                      seed=settings.seed, progress="bar")
+                      seed=settings.seed, progress="bar", precision=precision)
     if distributed.is_main():
         print(f"trained {name} in {run_dir}; `ocular-study run --profile {profile.name}` now evaluates it")
     return 0
@@ -267,11 +381,10 @@ def command_train(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    top = argparse.ArgumentParser(prog="ocular-study", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = OneLineParser(prog="ocular-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = top.add_subparsers(dest="command", required=True)
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = OneLineParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
 
@@ -279,15 +392,16 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default="default", help="profile name or path to a .yml (default: default)")
         p.add_argument("--results", default="results",
                        help="results folder, relative to the project (default: results)")
-        p.add_argument("--threads", type=int, default=None, help="torch threads per notebook (default: the profile's)")
+        p.add_argument("--threads", type=at_least_one, default=None,
+                       help="torch threads per notebook (default: the profile's)")
 
     run = sub.add_parser("run", parents=[debug],
                         help="run (or resume) a profile's notebooks, then build its book")
     common(run)
-    run.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: the profile's)")
+    run.add_argument("--jobs", type=at_least_one, default=None, help="notebooks at once (default: the profile's)")
     run.add_argument("--engine", choices=["local", "ray"], default="local", help="where units run")
     run.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local cluster)")
-    run.add_argument("--max-units", type=int, default=None, help="stop after starting this many units")
+    run.add_argument("--max-units", type=at_least_one, default=None, help="stop after starting this many units")
     run.add_argument("--no-book", action="store_true", help="do not build the book")
     run.add_argument("--no-strict", action="store_true", help="build the book without -W")
     run.add_argument("--dry-run", action="store_true",
@@ -349,6 +463,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
+    except PlanProblems as error:
+        for problem in error.problems:
+            print(f"ocular-study: error: {problem}", file=sys.stderr)
+        return 2
+    except book.BookBuildFailed as error:
+        if args.debug:
+            raise
+        print(f"ocular-study: book build failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted; finished units are kept: run the same command to resume", file=sys.stderr)
+        return 130
     except USER_ERRORS as error:
         if args.debug:
             raise

@@ -33,7 +33,7 @@ from ..core.code_version import code_version
 from ..core.study import PAPER_METHOD, VERDICT_REPLICATES, fair_ratio
 from ..models.counting import parameter_counts
 from ..models.networks import build_model
-from ..report.records import is_complete, read_record, run_key
+from ..report.records import finished_record, is_complete, run_key
 from .profiles import Profile
 
 NOTEBOOKS = {
@@ -65,6 +65,7 @@ class Unit:
     run_dir: Path = Path()
     gpus: float = 0.0
     exclusive: bool = False
+    missing: list[str] = field(default_factory=list)  # a chapter's runs left out: they failed or were blocked
 
     @property
     def output(self) -> Path:
@@ -72,7 +73,7 @@ class Unit:
         return self.run_dir / "notebook.ipynb"
 
     def complete(self, root: Path) -> bool:
-        """True if this unit's record exists (the unit is done)."""
+        """True if this unit finished: its record and the runner's done marker exist."""
         return is_complete(root / self.run_dir)
 
 
@@ -84,10 +85,14 @@ class Planner:
     """Builds the units of one profile under ``results/<profile>``."""
 
     def __init__(self, profile: Profile, project_root: Path, results: str = "results", threads: int | None = None,
-                 assume_done: bool = False, base_images: int | None = None):
+                 assume_done: bool = False, base_images: int | None = None, unavailable: dict[str, str] | None = None):
         """``assume_done``: plan every round now, as if the earlier rounds had finished (for pricing a plan):
         the sweep picks its first rate and each choice among models its first candidate; ``base_images``
-        stands for the base's training images until its record exists."""
+        stands for the base's training images until its record exists. ``unavailable`` (name -> key):
+        units that failed (or were blocked by a failure) in this run of the study: choices, the latency
+        unit and the chapters go on without them, and each chapter names them (:attr:`Unit.missing`). A
+        unit planned again under another key (e.g. the latency unit, now without them) is a new unit."""
+        self.unavailable = dict(unavailable or {})
         self.profile = profile
         self.assume_done = assume_done
         self.base_images = base_images
@@ -147,57 +152,68 @@ class Planner:
         sweep = self.sweep_units(base)
         rate = self.chosen_rate(sweep)
         if rate is None:
-            self.pending.append("pruning grid: planned once the fine-tuning rate sweep is complete")
+            failed = self.left_out(sweep)
+            self.pending.append("pruning grid: planned once the fine-tuning rate sweep is complete"
+                                + (f" (blocked: {len(failed)} sweep runs failed, e.g. {failed[0]})" if failed else ""))
             return self.units
         prune_units = [self.prune_unit(base, method, ratio, lr=rate) for method in p.pruning.methods
                        for ratio in p.pruning.compressions]
-        model_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
-        model_deps = ["base"] + [u.name for u in prune_units + kd_units]
         route_parents, quantized = self.route_units(base, prune_units, kd_units, rate)
-        latency = self.add("latency", "latency", {"runs": model_runs, "latency": p.latency.to_dict(),
-                                                  "device_csv_dir": "data",
-                                                  "quantized_runs": [str(u.run_dir) for u in quantized],
+        models, timed_routes = self.available([base, *prune_units, *kd_units]), self.available(quantized)
+        latency = self.add("latency", "latency", {"runs": [str(u.run_dir) for u in models],
+                                                  "latency": p.latency.to_dict(), "device_csv_dir": "data",
+                                                  "quantized_runs": [str(u.run_dir) for u in timed_routes],
                                                   **self.settings("latency")},
-                           deps=model_deps + [u.name for u in quantized], chapter="latency")
+                           deps=[u.name for u in models + timed_routes], chapter="latency")
+        latency.missing = self.left_out([base, *prune_units, *kd_units, *quantized])
         later = self.later_units(base, prune_units, kd_units, rate)
         if later is None:
             self.pending.append("extra seeds, students at matched total training, dedicated-schedule checks and "
                                 "chapters: planned once the headline runs are complete")
             return self.units
         seeds, totals, dedicated = later
-        prune_units = prune_units + [u for u in seeds if u.kind == "prune"]
-        kd_units = kd_units + [u for u in seeds if u.kind == "distill"] + totals
+        if not self.available([latency]):
+            self.pending.append("chapters: blocked, the latency unit failed")
+            return self.units
+        prune_units = [base] + prune_units + [u for u in seeds if u.kind == "prune"]
+        kd_units = [base] + kd_units + [u for u in seeds if u.kind == "distill"] + totals
+        dedicated = [(a, b) for a, b in dedicated if len(self.available([a, b])) == 2]
         checks = [unit for pair in dedicated for unit in pair]
-        self.add("pruning_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in prune_units],
-                                                "sweep_runs": [str(u.run_dir) for u in sweep],
-                                                "headline": p.budget.headline_ratio},
-                 deps=["base"] + [u.name for u in prune_units + sweep], chapter="pruning_results",
-                 notebook_kind="pruning_results")
-        self.add("distillation_results", "chapter", {"runs": [str(base.run_dir)] + [str(u.run_dir) for u in kd_units],
-                                                     "replicates": p.replicates},
-                 deps=["base"] + [u.name for u in kd_units], chapter="distillation_results",
-                 notebook_kind="distillation_results")
-        all_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units]]
-        all_deps = ["base"] + [u.name for u in prune_units + kd_units]
-        self.add("comparison", "chapter", {"runs": all_runs, "latency_dir": str(latency.run_dir),
-                                           "headline": p.budget.headline_ratio, "budget": p.budget.to_dict(),
-                                           "dedicated": [[str(a.run_dir), str(b.run_dir)] for a, b in dedicated],
-                                           "replicates": max(p.replicates, VERDICT_REPLICATES)},
-                 deps=all_deps + [u.name for u in checks] + ["latency"], chapter="comparison",
-                 notebook_kind="comparison")
-        phone_runs = [str(u.run_dir) for u in [base, *prune_units, *kd_units, *route_parents, *quantized]]
-        route_deps = [u.name for u in route_parents + quantized]
-        self.add("phone", "chapter", {"runs": phone_runs, "latency_dir": str(latency.run_dir),
-                                      "device_csv_dir": "data",
-                                      "replicates": max(p.replicates, VERDICT_REPLICATES)},
-                 deps=all_deps + route_deps + ["latency"], chapter="phone",
-                 notebook_kind="phone")
-        timed = [str(u.run_dir) for u in route_parents + quantized + sweep + checks]
-        self.add("timing", "chapter", {"runs": all_runs + timed + [str(self.units["data"].run_dir),
-                                                                    str(latency.run_dir)]},
-                 deps=all_deps + route_deps + [u.name for u in sweep + checks] + ["data", "latency"],
-                 chapter="timing", notebook_kind="timing")
+        models = prune_units + kd_units[1:]
+        self.chapter("pruning_results", prune_units, sweep_runs=self.run_dirs(sweep), headline=p.budget.headline_ratio,
+                     also=sweep)
+        self.chapter("distillation_results", kd_units, replicates=p.replicates)
+        self.chapter("comparison", models, also=checks + [latency], latency_dir=str(latency.run_dir),
+                     headline=p.budget.headline_ratio, budget=p.budget.to_dict(),
+                     dedicated=[[str(a.run_dir), str(b.run_dir)] for a, b in dedicated],
+                     replicates=max(p.replicates, VERDICT_REPLICATES))
+        self.chapter("phone", models + route_parents + quantized, also=[latency], latency_dir=str(latency.run_dir),
+                     device_csv_dir="data", replicates=max(p.replicates, VERDICT_REPLICATES))
+        self.chapter("timing", models + route_parents + quantized + sweep + checks + [self.units["data"], latency])
         return self.units
+
+    def available(self, units: list[Unit]) -> list[Unit]:
+        """``units`` without those that failed or were blocked in this run of the study."""
+        return [u for u in units if self.unavailable.get(u.name) != u.key]
+
+    def left_out(self, units: list[Unit]) -> list[str]:
+        """The names of ``units`` that failed or were blocked (what a page says it lacks)."""
+        return [u.name for u in units if self.unavailable.get(u.name) == u.key]
+
+    @staticmethod
+    def run_dirs(units: list[Unit]) -> list[str]:
+        """The run folders of ``units`` (how chapters receive their runs)."""
+        return [str(u.run_dir) for u in units]
+
+    def chapter(self, name: str, runs: list[Unit], also: list[Unit] = (), **params) -> Unit:
+        """A chapter over the available ``runs`` (its ``runs`` parameter and dependencies) and ``also`` (dependencies
+        only); it names the runs it lacks."""
+        shown = self.available(runs)
+        unit = self.add(name, "chapter", {"runs": self.run_dirs(shown), **params},
+                        deps=list(dict.fromkeys(u.name for u in shown + self.available(list(also)))),
+                        chapter=name, notebook_kind=name)
+        unit.missing = self.left_out(list(runs) + list(also))
+        return unit
 
     def verdict_ratios(self) -> set[float]:
         """Grid ratios whose every method a verdict compares at B and 2B: the headline and each student's partners."""
@@ -267,7 +283,7 @@ class Planner:
         """The fine-tuning rate with the lowest mean validation EER over the sweep methods (None until complete)."""
         if not sweep:
             return self.profile.pruning.finetune.lr
-        records = [read_record(self.root / u.run_dir) for u in sweep]
+        records = [finished_record(self.root / u.run_dir) for u in sweep]
         if any(r is None for r in records):
             return self.profile.pruning.lr_sweep[0] if self.assume_done else None
         return sweep_choice(records)
@@ -317,24 +333,25 @@ class Planner:
         p = self.profile
         headline = [u for u in prune_units if math.isclose(u.params["compression"], p.budget.headline_ratio)]
         candidates = headline + kd_units + [base]
-        records = {u.name: read_record(self.root / u.run_dir) for u in candidates}
-        assumed = any(r is None for r in records.values())
+        records = {u.name: finished_record(self.root / u.run_dir) for u in candidates}
+        assumed = any(records[u.name] is None for u in self.available(candidates))
         if assumed and not self.assume_done:
             return None
 
         def best(units: list[Unit]) -> Unit | None:
             if assumed:  # pricing a plan: any candidate trains as long as the chosen one
                 return units[0] if units else None
-            scored = [u for u in units if records[u.name]["metrics"].get("validation_eer") is not None]
-            return min(scored, key=lambda u: records[u.name]["metrics"]["validation_eer"]) if scored else None
+            eer = {u.name: (records[u.name] or {}).get("metrics", {}).get("validation_eer") for u in units}
+            scored = [u for u in units if eer[u.name] is not None]
+            return min(scored, key=lambda u: eer[u.name]) if scored else None
 
-        paper = [u for u in headline if u.params["method"] == PAPER_METHOD]
+        paper = self.available([u for u in headline if u.params["method"] == PAPER_METHOD])
         chosen = list(paper)
         for family in (UNSTRUCTURED, CHANNEL):
             chosen.append(best([u for u in headline if get_method(u.params["method"]).family == family]))
         best_student = best([u for u in kd_units if u.params["loss"] != "none"])
         chosen += [best_student, best([u for u in kd_units if u.params["loss"] == "none"])]
-        chosen = [self.units[name] for name in dict.fromkeys(u.name for u in chosen if u is not None)]
+        chosen = self.available([self.units[name] for name in dict.fromkeys(u.name for u in chosen if u is not None)])
         seeds = [self.prune_unit(base, u.params["method"], u.params["compression"], seed, lr=rate)
                  for u in chosen if u.kind == "prune" for seed in p.budget.seeds]
         seeds += [self.student_unit(base, u.params["student"], u.params["loss"], seed)

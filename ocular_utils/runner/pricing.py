@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report.records import RECORD, read_record
+from ..report.records import RECORD, finished_record
 from ..training.budget import RunBudget
 from .plan import Unit
 
@@ -44,7 +44,7 @@ def group(unit: Unit) -> str:
 
 def finished_records(results: Path) -> list[dict]:
     """Every complete record under the results folder, read once for the pricing functions below."""
-    return [r for r in (read_record(path.parent) for path in sorted(Path(results).rglob(RECORD))) if r is not None]
+    return [r for r in (finished_record(path.parent) for path in sorted(Path(results).rglob(RECORD))) if r is not None]
 
 
 def recorded_train_images(records: list[dict]) -> int | None:

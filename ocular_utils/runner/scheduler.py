@@ -1,13 +1,14 @@
 """Execute the study's units with papermill: locally (a pool of processes) or on a Ray cluster.
 
-A unit is skipped when its record exists. A unit runs only after its dependencies completed; a
-failure stops its dependants (others go on) and is reported at the end with the executed notebook
-that shows the error.
+A unit is skipped when it is done (its record and done marker exist). A unit runs only after its
+dependencies completed; a failure stops its dependants (others go on) and is reported at the end
+with the executed notebook that shows the error.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -20,12 +21,11 @@ from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 from traitlets import default
 
-from ..report.records import Record, read_record, write_record
+from ..report.records import Record, clear_done, mark_done, read_record, write_record
 from .plan import Unit
 
-
-class StudyFailed(RuntimeError):
-    """One or more units failed (their executed notebooks show why)."""
+KERNEL_DIR_PREFIX = "ocular-kernels-"  # + the runner's pid: the IPC socket files of its kernels
+INTERRUPT_GRACE_SECONDS = 10.0  # how long interrupted kernels get to stop before they are killed
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Outcome:
     blocked: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_bytes: int = 0
+    interrupted: list[str] = field(default_factory=list)  # units running at a Ctrl-C: they will rerun
 
 
 class MemorySampler:
@@ -85,7 +86,9 @@ class IPCKernelManager(AsyncKernelManager):
 
     @default("ip")
     def _default_ip(self) -> str:
-        return os.path.join(tempfile.gettempdir(), f"ocular-kernel-{uuid.uuid4().hex}")
+        folder = kernel_dir()
+        folder.mkdir(exist_ok=True)
+        return str(folder / uuid.uuid4().hex[:12])
 
     @default("shutdown_wait_time")
     def _default_shutdown_wait_time(self) -> float:
@@ -103,18 +106,51 @@ class IPCKernelManager(AsyncKernelManager):
         await super()._async_interrupt_kernel()
 
 
+def kernel_dir(pid: int | None = None) -> Path:
+    """The folder of the IPC socket files of the kernels a runner process starts (removed when it ends)."""
+    return Path(tempfile.gettempdir()) / f"{KERNEL_DIR_PREFIX}{os.getpid() if pid is None else pid}"
+
+
+def remove_kernel_dirs(stale_only: bool = True) -> None:
+    """Remove the socket folders of runners that are gone (``stale_only``), or also this runner's own."""
+    import psutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):
+        pid = folder.name[len(KERNEL_DIR_PREFIX):]
+        own = pid == str(os.getpid())
+        if pid.isdigit() and ((own and not stale_only) or (not own and not psutil.pid_exists(int(pid)))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def signal_kernels(signum: int) -> int:
+    """Send ``signum`` to the process group of every kernel this process started; returns how many."""
+    import psutil
+
+    count = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "ipykernel" in " ".join(child.cmdline()):
+                os.killpg(os.getpgid(child.pid), signum)  # kernels run in their own session
+                count += 1
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            pass
+    return count
+
+
 def execute_unit(unit: Unit, root: str | Path, keep_checkpoints: bool = False) -> float:
     """Run one unit's notebook with papermill in ``root``; make sure its record exists. Returns seconds.
 
-    Training checkpoints (``checkpoints/``, for resuming an interrupted run) are removed once the
-    unit is complete unless ``keep_checkpoints``: the saved model and the record are what remain.
+    Only when the notebook has finished every cell and its record is complete is the unit marked
+    done (``done.json``, written last): a unit killed anywhere before that runs again. Training
+    checkpoints (``checkpoints/``, for resuming an interrupted run) are removed once the unit is
+    complete unless ``keep_checkpoints``: the saved model and the record are what remain.
     """
     import papermill
 
     root = Path(root)
     run_dir = root / unit.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "record.json").unlink(missing_ok=True)  # a record left by a run that failed later is stale
+    clear_done(run_dir)  # a record left by a run that failed or was killed later is stale
     started = time.perf_counter()
     papermill.execute_notebook(str(unit.notebook), str(root / unit.output), parameters=unit.params,
                                cwd=str(root), progress_bar=False, log_output=False, kernel_name="python3",
@@ -124,6 +160,7 @@ def execute_unit(unit: Unit, root: str | Path, keep_checkpoints: bool = False) -
         write_record(run_dir, Record("chapter", unit.params, timings={"total": seconds}))
     elif read_record(run_dir) is None:
         raise RuntimeError(f"{unit.notebook.name} finished without writing {run_dir}/record.json")
+    mark_done(run_dir, unit.key)
     if not keep_checkpoints and (run_dir / "checkpoints").is_dir():
         shutil.rmtree(run_dir / "checkpoints")  # the finished model is saved beside the record
     return seconds
@@ -166,24 +203,31 @@ def progress_text(running: list[str], remaining: list[str], history: dict[str, f
 
 def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "local", max_units: int | None = None,
               ray_address: str | None = None, progress: bool = True, keep_checkpoints: bool = False,
-              execute=execute_unit, history: dict[str, float] | None = None) -> Outcome:
+              execute=execute_unit, history: dict[str, float] | None = None,
+              known_failures: dict | None = None) -> Outcome:
     """Run every incomplete unit in dependency order with ``jobs`` at a time (or on Ray).
 
     A unit starts when all its dependencies completed; a failed unit blocks its dependants (and
     theirs) but nothing else; an exclusive unit (latency timing) runs alone. ``execute(unit, root,
     keep_checkpoints) -> seconds`` runs one unit (papermill by default; tests pass a stand-in).
-    ``history`` (unit name -> seconds of earlier runs) feeds the progress bar's ETA.
+    ``history`` (unit name -> seconds of earlier runs) feeds the progress bar's ETA. ``known_failures``
+    (name -> :class:`UnitFailure`): units that failed earlier in this run of the study; they are not
+    tried again, and their dependants are blocked.
     """
     history = dict(history or {})
     outcome = Outcome()
     done = {name for name, unit in units.items() if unit.complete(root)}
     outcome.skipped = sorted(done)
-    pending = [name for name in units if name not in done]
-    bar = tqdm(total=len(units), initial=len(done), desc="study", unit="notebook", disable=not progress)
+    outcome.failed = {name: failure for name, failure in (known_failures or {}).items()
+                      if name in units and units[name].key == failure.key and name not in done}
+    pending = [name for name in units if name not in done and name not in outcome.failed]
+    bar = tqdm(total=len(units), initial=len(done) + len(outcome.failed), desc="study", unit="notebook",
+               disable=not progress)
     submit = _local_submitter(jobs, keep_checkpoints, execute) if engine == "local" else \
-        _ray_submitter(ray_address, keep_checkpoints, execute)
+        _ray_submitter(ray_address, keep_checkpoints, execute, jobs)
     running: dict = {}
     started = 0
+    remove_kernel_dirs()
     sampler = MemorySampler().__enter__()
     try:
         while pending or running:
@@ -209,14 +253,53 @@ def run_units(units: dict[str, Unit], root: Path, jobs: int = 1, engine: str = "
                     outcome.executed.append(name)
                     done.add(name)
                 except Exception as error:  # reported at the end; dependants are blocked
-                    outcome.failed[name] = f"{type(error).__name__}: {str(error)[-800:]}"
+                    outcome.failed[name] = describe_failure(error, units[name].key)
                 bar.update()
+    except KeyboardInterrupt:  # stop scheduling; interrupt the running notebooks; they rerun next time
+        outcome.interrupted = sorted(running.values())
+        signal_kernels(signal.SIGINT)
     finally:
-        submit.close()
+        try:
+            if outcome.interrupted and not submit.drain(list(running), INTERRUPT_GRACE_SECONDS):
+                signal_kernels(signal.SIGKILL)
+            submit.close()
+        except KeyboardInterrupt:  # a second Ctrl-C: kill the kernels at once
+            outcome.interrupted = outcome.interrupted or sorted(running.values())
+            signal_kernels(signal.SIGKILL)
+            submit.close(wait=False)
         bar.close()
         sampler.__exit__()
+        remove_kernel_dirs(stale_only=False)
         outcome.peak_rss_bytes = sampler.peak
     return outcome
+
+
+@dataclass
+class UnitFailure:
+    """Why a unit failed: the exception of its failing cell (type and whole message), and whether it is the user's."""
+
+    error_type: str
+    message: str
+    user_error: bool
+    key: str = ""  # the unit's key when it failed (a re-keyed unit is a new try)
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+# Exceptions raised inside a notebook for bad input (the package's own types and the builtins it raises
+# for bad settings): a unit failing with one of them ends the run as a user error (one line, exit 2).
+USER_ERROR_TYPES = frozenset({"ValueError", "KeyError", "FileNotFoundError", "NotADirectoryError",
+                              "NotImplementedError", "DatasetError", "CorruptImageError", "IdentityOverlapError",
+                              "CalibrationError"})
+
+
+def describe_failure(error: BaseException, key: str = "") -> UnitFailure:
+    """The failing cell's exception of a papermill error (else ``error`` itself) as a :class:`UnitFailure`."""
+    error_type = getattr(error, "ename", None) or type(error).__name__
+    message = getattr(error, "evalue", None) if getattr(error, "ename", None) else str(error)
+    message = " ".join(str(message or "").split()) or "(no message)"
+    return UnitFailure(error_type, message, error_type in USER_ERROR_TYPES, key)
 
 
 class _local_submitter:
@@ -238,14 +321,21 @@ class _local_submitter:
     def result(self, handle):
         return handle.result()
 
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def drain(self, handles, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``handles``; True if all finished."""
+        return not wait(handles, timeout=timeout).not_done
+
+    def close(self, wait: bool = True):
+        self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class _ray_submitter:
-    """Runs units as Ray tasks (one CPU each, one GPU for training units when the profile asks for CUDA)."""
+    """Runs units as Ray tasks (one CPU each, one GPU for training units when the profile asks for CUDA).
 
-    def __init__(self, address: str | None, keep_checkpoints: bool = False, execute=execute_unit):
+    At most ``jobs`` units run at once, fewer when the cluster has fewer CPUs.
+    """
+
+    def __init__(self, address: str | None, keep_checkpoints: bool = False, execute=execute_unit, jobs: int = 1):
         try:
             import ray
         except ImportError as error:
@@ -255,7 +345,7 @@ class _ray_submitter:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
         resources = ray.cluster_resources()
-        self.capacity = max(1, int(resources.get("CPU", 1)))
+        self.capacity = max(1, min(jobs, int(resources.get("CPU", 1))))
         self.has_gpus = resources.get("GPU", 0) > 0
         self.keep = keep_checkpoints
         self.remote = ray.remote(execute)
@@ -271,5 +361,12 @@ class _ray_submitter:
     def result(self, handle):
         return self.ray.get(handle)
 
-    def close(self):
+    def drain(self, handles, timeout: float) -> bool:
+        """Cancel the running tasks (their kernels are interrupted); True once all stopped within ``timeout``."""
+        for handle in handles:
+            self.ray.cancel(handle)
+        _, not_done = self.ray.wait(handles, num_returns=len(handles), timeout=timeout) if handles else ([], [])
+        return not not_done
+
+    def close(self, wait: bool = True):
         pass
