@@ -167,6 +167,14 @@ def test_training_to_a_budget_keeps_the_finished_model_at_the_budget(tiny_data, 
     assert all(torch.equal(v, at_budget[k]) for k, v in model.state_dict().items()), "the model is the one at B"
     check = improvement(tmp_path, points, replicates=20)
     assert (check["images"], check["doubled_to"]) == (64, 128) and isinstance(check["still_improving"], bool)
+    # the model at the budget is scored once: its saved scores give the same evaluation as a second pass
+    from ocular_utils.training.along import point_scores
+    from ocular_utils.verification.scoring import evaluate_on_test, evaluate_saved_scores
+
+    saved = evaluate_saved_scores(point_scores(tmp_path, 64), tiny_data, replicates=20)
+    again = evaluate_on_test(model, tiny_data, "cpu", replicates=20)
+    assert saved.report == again.report and saved.trial_list == again.trial_list
+    assert saved.subsets.equals(again.subsets)
 
 
 def test_decay_branches_leave_the_trunk_untouched(tiny_data, tmp_path):

@@ -27,13 +27,13 @@ from ..deployment.quantize import QuantizationConfig
 from ..models.counting import model_cost, parameter_counts
 from ..models.files import load_model, save_model, verify_reload
 from ..models.networks import deployed_network
-from ..report.records import Record, write_record
+from ..report.records import Record, read_record, write_record
 from ..report.tables import synthetic_banner
-from ..training.along import along_the_way, improvement
+from ..training.along import along_the_way, improvement, point_scores
 from ..training.budget import RunBudget
 from ..training.loop import TrainResult
 from ..training.recipes import BaseConfig
-from ..verification.scoring import Evaluation, save_scores
+from ..verification.scoring import Evaluation, evaluate_saved_scores, save_scores
 
 # The parameters of each run notebook besides the run settings (``RUN_PARAMETERS``), and the
 # settings section each ``<name> = {...}`` parameter is read into.
@@ -90,6 +90,15 @@ class Run:
     def load_model(self, run_dir: str | Path):
         """A saved model (e.g. the base) on this run's device, in eval mode."""
         return load_model(resolve(run_dir), device=self.device)
+
+    def evaluation_at_budget(self, result: TrainResult) -> Evaluation:
+        """The test evaluation (with intervals) of the finished model at the budget, from the scores saved when
+        that model was made along the way: its test images are embedded once."""
+        along = along_the_way(result.history)
+        images = along.loc[along["point"] == 1.0, "budget_images"]
+        if images.empty:
+            raise RuntimeError(f"{self.run_dir}: the training history has no point at the budget")
+        return evaluate_saved_scores(point_scores(self.run_dir, images.iloc[0]), self.data, self.settings.replicates)
 
     def test_images(self, count: int = 16) -> torch.Tensor:
         """The first ``count`` test images as one batch on the run's device (for reload checks)."""
@@ -192,6 +201,11 @@ def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
 
 
 def reference_params(model_or_run_dir: torch.nn.Module | str | Path) -> int:
-    """Parameters of the deployed network of a model, or of the model saved in a run folder (a ratio's base)."""
-    model = model_or_run_dir if isinstance(model_or_run_dir, torch.nn.Module) else load_model(resolve(model_or_run_dir))
-    return parameter_counts(model)["total"]
+    """Parameters of the deployed network of a model, or of the model saved in a run folder (a ratio's base):
+    from the run's record when it has one, else by loading the model."""
+    if isinstance(model_or_run_dir, torch.nn.Module):
+        return parameter_counts(model_or_run_dir)["total"]
+    record = read_record(resolve(model_or_run_dir))
+    if record is not None and record.get("model", {}).get("params"):
+        return int(record["model"]["params"])
+    return parameter_counts(load_model(resolve(model_or_run_dir)))["total"]

@@ -116,10 +116,27 @@ def evaluate_embeddings(embeddings: np.ndarray, frame: pd.DataFrame, trials: pd.
     """Verification metrics of given embeddings of ``frame``'s images (e.g. computed by a mobile runtime)."""
     if len(embeddings) != len(frame):
         raise ValueError(f"{len(embeddings)} embeddings for {len(frame)} images")
-    scores = score_trials(embeddings, trials)
+    return evaluate_scores(score_trials(embeddings, trials), frame, trials, replicates, seed)
+
+
+def evaluate_scores(scores: np.ndarray, frame: pd.DataFrame, trials: pd.DataFrame,
+                    replicates: int = RunSettings.replicates, seed: int = 0) -> Evaluation:
+    """Verification metrics of the scores of ``trials`` (over ``frame``'s images), subject-bootstrap intervals."""
     report = verification_report(scores, trials["genuine"].to_numpy(), trials["probe_subject"].to_numpy(),
                                  trials["reference_subject"].to_numpy(), replicates=replicates, seed=seed)
     return Evaluation(report, subset_table(scores, trials), scores, trials, trial_fingerprint(frame, trials))
+
+
+def evaluate_saved_scores(path: str | Path, data, replicates: int) -> Evaluation:
+    """The test evaluation of scores saved earlier on ``data``'s test trials (no second pass over the images).
+
+    Refuses a file scored on another trial list.
+    """
+    saved = load_trial_scores(path)
+    fingerprint = trial_fingerprint(data.split.test, data.trials)
+    if saved["trial_list"] != fingerprint:
+        raise ValueError(f"{path} was scored on other trials (list {saved['trial_list']}, this data {fingerprint})")
+    return evaluate_scores(saved["scores"], data.split.test, data.trials, replicates, data.config.seed)
 
 
 def trial_fingerprint(frame: pd.DataFrame, trials: pd.DataFrame) -> str:
