@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from ocular_utils.core.atomic import atomic_write_bytes
+from ocular_utils.core.records import finished_record
 from ocular_utils.core.study import PAPER_METHOD
-from ocular_utils.report.records import finished_record
 from ocular_utils.runner import scheduler
 from ocular_utils.runner.cli import plan
 from ocular_utils.verification.scoring import compare_runs

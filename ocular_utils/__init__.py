@@ -39,7 +39,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``deployment.phone``: a route's fp32 and int8 artifacts, scored through the runtimes and timed
 - ``deployment.kit``: the phone kit (``ocular-study export``): artifacts and their manifest
 - ``deployment.devices``: on-device latency measurements from CSV files
-- ``report.records``: the typed ``Record`` of a run, run keys, loading records
+- ``core.records``: the run store: the typed ``Record`` of a run, run keys, done markers, loading records
 - ``report.tables``: the chapters' tables and ``load_results``
 - ``report.comparison``: the comparisons behind the verdicts, each at B and 2B
 - ``report.verdicts``: the verdict rules (settled comparisons, IUT, Holm, non-inferiority)
@@ -91,7 +91,7 @@ _PUBLIC = {
     "export_onnx": "deployment.export", "export_executorch": "deployment.export",
     "time_callable": "deployment.latency", "LatencyConfig": "deployment.latency",
     # report
-    "Record": "report.records", "load_records": "report.records", "load_results": "report.tables",
+    "Record": "core.records", "load_records": "core.records", "load_results": "report.tables",
     # runner
     "load_profile": "runner.profiles", "Profile": "runner.profiles", "start_run": "runner.session",
 }

@@ -26,3 +26,33 @@ def test_every_module_is_listed_in_the_package_docstring_and_has_one():
         short = info.name.removeprefix("ocular_utils.")
         if not info.ispkg and "." in short:
             assert f"``{short}``" in listed, f"{short} is missing from the package docstring"
+
+
+STAGES = ["core", "data", "models", "verification", "training", "compression", "deployment", "report", "runner"]
+
+
+def test_no_import_runs_from_a_lower_stage_to_a_higher_one():
+    """The data flow, bottom to top; every import (lazy ones included) points down or within its stage."""
+    import ast
+    from pathlib import Path
+
+    root = Path(ocular_utils.__file__).parent
+    assert sorted(STAGES) == sorted(p.name for p in root.iterdir() if (p / "__init__.py").is_file())
+    upward = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            continue
+        stage = parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 2 and node.module:
+                target = node.module.split(".")[0]
+            elif node.level == 0 and (node.module or "").startswith("ocular_utils."):
+                target = node.module.split(".")[1]
+            else:
+                continue
+            if target in STAGES and STAGES.index(target) > STAGES.index(stage):
+                upward.append(f"{path.relative_to(root)}:{node.lineno} imports {target}")
+    assert not upward, "imports from a lower stage to a higher one:\n" + "\n".join(upward)

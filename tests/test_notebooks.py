@@ -5,7 +5,7 @@ import papermill
 import pytest
 
 from ocular_utils.core.paths import project_root
-from ocular_utils.report.records import read_record
+from ocular_utils.core.records import read_record
 
 NOTEBOOKS = project_root() / "notebooks"
 TINY_TRAIN = {"epochs": 1, "batch_size": 16, "max_batches_per_epoch": 3}

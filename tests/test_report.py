@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ocular_utils.core.records import Record, write_record
 from ocular_utils.report import comparison, tables
-from ocular_utils.report.records import Record, write_record
 
 
 def _metrics(eer, before=None):

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ocular_utils.core import records as results
 from ocular_utils.core.atomic import atomic_write_json
 from ocular_utils.core.paths import project_root
 from ocular_utils.deployment.devices import COLUMNS, load_device_measurements
-from ocular_utils.report import records as results
 from ocular_utils.runner.plan import Planner
 from ocular_utils.runner.profiles import available_profiles, load_profile
 
@@ -172,7 +172,7 @@ def test_duplicate_grid_cells_are_refused():
 
 def test_the_grid_waits_for_the_rate_sweep_and_takes_its_choice(tmp_path):
     """Round 1 plans the sweep (validation identities, short budget); round 2 the grid at the chosen rate."""
-    from ocular_utils.report.records import Record, mark_done, write_record
+    from ocular_utils.core.records import Record, mark_done, write_record
 
     profile = load_profile("smoke")
     planner = Planner(profile, project_root(), str(tmp_path / "results"))
@@ -229,7 +229,7 @@ def test_the_paper_scale_plan_fits_eight_gpu_hours_at_3000_images_per_second(tmp
 
 
 def test_recorded_throughput_counts_trunks_and_branches(tmp_path):
-    from ocular_utils.report.records import Record, mark_done, write_record
+    from ocular_utils.core.records import Record, mark_done, write_record
     from ocular_utils.runner.pricing import finished_records, recorded_throughput, recorded_train_images
 
     history = [{"images": 600, "seconds": 10.0, "branch_images": 200, "branch_seconds": 10.0},

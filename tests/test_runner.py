@@ -276,7 +276,7 @@ def test_a_study_whose_code_changes_between_rounds_stops_with_one_clear_line(tmp
 
 def test_clean_removes_stale_runs_and_finished_checkpoints_and_status_prints_the_size(tmp_path, capsys):
     from ocular_utils.core.paths import project_root
-    from ocular_utils.report.records import Record, mark_done, write_record
+    from ocular_utils.core.records import Record, mark_done, write_record
     from ocular_utils.runner import cli
     from ocular_utils.runner.plan import Planner
     from ocular_utils.runner.profiles import load_profile

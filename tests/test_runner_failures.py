@@ -5,12 +5,12 @@ import os
 import nbformat
 import pytest
 
-from ocular_utils.report.records import is_complete
+from ocular_utils.core.records import is_complete
 from ocular_utils.runner import scheduler
 from ocular_utils.runner.plan import Unit
 
 RECORD_CELL = """\
-from ocular_utils.report.records import Record, write_record
+from ocular_utils.core.records import Record, write_record
 write_record(run_dir, Record("data", {}))
 """
 KILL_CELL = """\
@@ -278,7 +278,7 @@ def test_socket_folders_of_a_killed_runner_are_removed_by_the_next_run(tmp_path)
 
 def _finished_by_hand(unit, root, keep_checkpoints=False):
     """A stand-in unit: a record good enough for the planner's choices, then the done marker."""
-    from ocular_utils.report.records import Record, mark_done, write_record
+    from ocular_utils.core.records import Record, mark_done, write_record
 
     if unit.name == "prune/global_gradient-4x":
         raise RuntimeError("out of memory (on purpose)")

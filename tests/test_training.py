@@ -5,6 +5,7 @@ import torch
 import ocular_utils.training.loop as training
 from ocular_utils.models.networks import build_model
 from ocular_utils.training.loop import TrainConfig, fit
+from ocular_utils.verification.scoring import validation_of
 
 CONFIG = dict(epochs=3, batch_size=16, optimizer="adamw", lr=0.002, weight_decay=0.0, augment=False,
               max_batches_per_epoch=6)
@@ -14,7 +15,7 @@ def _run(data, tmp=None, **changes):
     torch.manual_seed(0)
     model = build_model("resnet18", data.split.num_classes, 16)
     result = fit(model, data.store, data.split.train, TrainConfig(**(CONFIG | changes)),
-                 validate=data.validation("cpu"), checkpoint_dir=tmp, progress=False)
+                 validate=validation_of(data, "cpu"), checkpoint_dir=tmp, progress=False)
     return model, result
 
 
@@ -54,14 +55,14 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     training.atomic_torch_save = crash_after_first_epoch
     try:
         with pytest.raises(KeyboardInterrupt):
-            fit(model, tiny_data.store, tiny_data.split.train, config, validate=tiny_data.validation("cpu"),
+            fit(model, tiny_data.store, tiny_data.split.train, config, validate=validation_of(tiny_data, "cpu"),
                 checkpoint_dir=partial_dir, progress=False)
     finally:
         training.atomic_torch_save = original
     torch.manual_seed(123)  # a different init must not matter: the checkpoint restores everything
     resumed_model = build_model("resnet18", tiny_data.split.num_classes, 16)
-    resumed = fit(resumed_model, tiny_data.store, tiny_data.split.train, config, validate=tiny_data.validation("cpu"),
-                  checkpoint_dir=partial_dir, progress=False)
+    resumed = fit(resumed_model, tiny_data.store, tiny_data.split.train, config,
+                  validate=validation_of(tiny_data, "cpu"), checkpoint_dir=partial_dir, progress=False)
     assert resumed.resumed_from == 1
     assert resumed.history["train_loss"].tolist() == pytest.approx(full_result.history["train_loss"].tolist())
     for x, y in zip(resumed_model.state_dict().values(), full.state_dict().values()):

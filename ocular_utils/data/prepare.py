@@ -42,15 +42,6 @@ class StudyData:
         """True when the images are the generated default, not a real data set."""
         return self.dataset.synthetic
 
-    def validation(self, device) -> callable:
-        """Validation-EER function on the held-out validation identities (for checkpoint selection)."""
-        from ..verification.scoring import validation_metric
-
-        cap = self.config.max_impostors
-        cap = self.config.validation_max_impostors if cap is None else min(self.config.validation_max_impostors, cap)
-        return validation_metric(self.store, self.split.val, self.split.eyes, device, max_impostors=cap,
-                                 seed=self.config.seed)
-
     def training_batch(self, batch_size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """One unaugmented, seeded batch of training images and labels (for gradient-based scores)."""
         loader = BatchLoader(self.store, self.split.train, min(batch_size, len(self.split.train)), seed=seed)

@@ -20,7 +20,7 @@ import torch
 
 from ..core.atomic import atomic_write_json
 from ..core.paths import resolve
-from ..report.records import display_label, read_record
+from ..core.records import display_label, read_record
 from . import export
 
 FIXED_INPUT_SEED = 0

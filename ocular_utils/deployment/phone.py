@@ -18,7 +18,14 @@ from ..core.paths import resolve
 from ..models.files import load_model
 from ..models.networks import deployed_network
 from ..verification.paired import compare_scores
-from ..verification.scoring import Evaluation, embed_images, evaluate_embeddings_on_test, load_trial_scores, save_scores
+from ..verification.scoring import (
+    Evaluation,
+    embed_images,
+    evaluate_embeddings_on_test,
+    load_trial_scores,
+    save_scores,
+    validation_of,
+)
 from . import export, latency, quantize
 
 RUNTIME_FILES = {"executorch": ".pte", "onnxruntime": ".onnx"}
@@ -78,7 +85,7 @@ def score_through_runtimes(network: nn.Module, artifacts: pd.DataFrame, data, pa
     test, val = data.split.test, data.split.val
     reference = embed_images(network, data.store, test)
     parent = load_trial_scores(parent_dir)
-    validate = data.validation("cpu")
+    validate = validation_of(data, "cpu")
     evaluations, rows = {}, []
     scored = artifacts[artifacts["scored"] & (artifacts["precision"] == "int8")]
     for _, artifact in scored.iterrows():
@@ -104,7 +111,7 @@ def time_artifacts(run_dirs, threads: int, **timing) -> pd.DataFrame:
 
     One row per (run, runtime, precision, input); ``run`` is the quantization run's folder name.
     """
-    from ..report.records import read_record
+    from ..core.records import read_record
 
     rows = []
     for run_dir in run_dirs:
@@ -167,7 +174,7 @@ def record_fields(route, parent: dict, parent_dir: str, artifacts: pd.DataFrame,
 
 def lineage(run_dir: str | Path) -> list[dict]:
     """The models a route descends from, nearest first: each one's run folder, kind and label."""
-    from ..report.records import display_label, read_record
+    from ..core.records import display_label, read_record
 
     chain, seen = [], set()
     while run_dir and str(run_dir) not in seen:

@@ -17,11 +17,11 @@ from scipy import stats
 
 from ..compression.distillation import KD_STUDENT
 from ..compression.registry import UNSTRUCTURED
+from ..core.records import display_label, read_details, read_record
 from ..core.study import FAIR_FACTOR, PAPER_METHOD, fair_ratio
 from ..training.along import point_scores
 from ..verification.paired import compare_scores, holm, paired_looks
 from ..verification.scoring import load_trial_scores
-from .records import display_label, read_details, read_record
 from .tables import identity_key
 
 LOOKS = ("B/2", "B", "2B")  # the budgets a comparison is looked at; the verdict needs B and 2B

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.paths import resolve
-from .records import read_record
+from ..core.records import read_record
 from .verdicts import QUESTIONS
 
 

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.paths import resolve
+from ..core.records import display_label, read_record
 from ..core.study import ALPHA
 from ..verification.paired import compare_scores, holm, paired_looks
 from ..verification.scoring import load_trial_scores
 from .comparison import look_path
-from .records import display_label, read_record
 
 BUDGETS = (("latency", 1 / 4), ("latency", 1 / 10), ("size", 1 / 8))  # fractions of the fp32 base (ExecuTorch)
 TARGETS = {"int8_speedup_224": 2.5, "int8_size_ratio": 3.9, "int8_eer_points": 0.5, "route_speedup": 10.0,

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.paths import resolve
+from ..core.records import TYPED_COLUMNS, display_label, load_records, read_details, read_record
 from ..verification.scoring import load_scores
-from .records import TYPED_COLUMNS, display_label, load_records, read_details, read_record
 
 HEADLINE = ("eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001")
 MODEL_KINDS = ("base", "prune", "distill")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .records import read_record
+from ..core.records import read_record
 
 OVERHEAD_PHASES = ("startup", "data", "save")  # paid by every unit whatever its budget
 OVERHEAD_TARGET = 0.20  # of a pruning unit's time

@@ -30,10 +30,10 @@ from pathlib import Path
 from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
 from ..compression.routes import get_route
 from ..core.code_version import code_version
+from ..core.records import finished_record, is_complete, run_key
 from ..core.study import PAPER_METHOD, VERDICT_REPLICATES, fair_ratio
 from ..models.counting import parameter_counts
 from ..models.networks import build_model
-from ..report.records import finished_record, is_complete, run_key
 from .profiles import Profile
 
 NOTEBOOKS = {

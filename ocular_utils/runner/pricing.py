@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report.records import RECORD, finished_record
+from ..core.records import RECORD, finished_record
 from ..training.budget import RunBudget
 from .plan import Unit
 

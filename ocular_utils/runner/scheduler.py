@@ -21,7 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from tqdm import tqdm
 from traitlets import default
 
-from ..report.records import Record, clear_done, mark_done, read_record, write_record
+from ..core.records import Record, clear_done, mark_done, read_record, write_record
 from .plan import Unit
 
 KERNEL_DIR_PREFIX = "ocular-kernels-"  # + the runner's pid: the IPC socket files of its kernels

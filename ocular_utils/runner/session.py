@@ -20,6 +20,7 @@ from ..compression.registry import PruningConfig
 from ..compression.unstructured import is_pruned, make_permanent
 from ..core.environment import RUN_SETTINGS, RunSettings, resolve_precision, seed_everything, select_device, set_threads
 from ..core.paths import resolve
+from ..core.records import Record, read_record, write_record
 from ..data.images import iterate_images
 from ..data.prepare import StudyData, prepare_data
 from ..deployment.latency import LatencyConfig
@@ -27,7 +28,6 @@ from ..deployment.quantize import QuantizationConfig
 from ..models.counting import model_cost, parameter_counts
 from ..models.files import load_model, save_model, verify_reload
 from ..models.networks import deployed_network
-from ..report.records import Record, read_record, write_record
 from ..report.tables import synthetic_banner
 from ..training.along import along_the_way, improvement, point_scores
 from ..training.budget import RunBudget

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..models.networks import ModelConfig, OcularNet, build_model
+from ..verification.scoring import evaluate_on_test, validation_of
 from .along import AlongTheWay, along_the_way
 from .budget import RunBudget
 from .loop import TrainConfig, TrainResult, fit
@@ -41,8 +42,9 @@ def train_base_model(data, run_dir: str | Path, config: BaseConfig, device: torc
     torch.manual_seed(seed)
     model = build_model(config.backbone, data.split.num_classes, config.embedding_dim, head=config.head,
                         pretrained=config.pretrained)
-    result = fit(model, data.store, data.split.train, with_seed(config.train, seed), validate=data.validation(device),
-                 checkpoint_dir=Path(run_dir) / "checkpoints", device=device, progress=progress, precision=precision)
+    result = fit(model, data.store, data.split.train, with_seed(config.train, seed),
+                 validate=validation_of(data, device), checkpoint_dir=Path(run_dir) / "checkpoints", device=device,
+                 progress=progress, precision=precision)
     return model, result
 
 
@@ -61,8 +63,6 @@ def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: Tra
     is the model at each point (a dedicated run whose own schedule ends at the budget, e.g.
     ``schedule="linear"``). ``config``'s epochs are replaced by the budget's chunks.
     """
-    from ..verification.scoring import evaluate_on_test
-
     budget = budget if isinstance(budget, RunBudget) else RunBudget.from_dict(budget, "budget")
     if 1.0 not in budget.points:
         raise ValueError(f"budget points {budget.points} must hold 1.0: the run's model is the one at its budget")
@@ -71,7 +71,7 @@ def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: Tra
                          f"warmup_epochs (got warmup_epochs={config.warmup_epochs}); set it to 0")
     config = dataclasses.replace(with_seed(config, seed), warmup_epochs=budget.warmup_passes(len(data.split.train)))
     chunks, forks = budget.chunks(config.batch_size, len(data.split.train))
-    along = AlongTheWay(run_dir, budget, forks, data.validation(device),
+    along = AlongTheWay(run_dir, budget, forks, validation_of(data, device),
                         lambda m: evaluate_on_test(m, data, device, replicates=0))
     result = fit(model, data.store, data.split.train, dataclasses.replace(config, chunk_batches=chunks),
                  checkpoint_dir=Path(run_dir) / "checkpoints", device=device, progress=progress,

@@ -163,6 +163,14 @@ def validation_metric(store: ImageStore, frame: pd.DataFrame, eyes: str = DataCo
     return metric
 
 
+def validation_of(data, device) -> callable:
+    """The validation-EER function of ``data`` (a StudyData): its held-out validation identities, for choices."""
+    cap = data.config.max_impostors
+    cap = data.config.validation_max_impostors if cap is None else min(data.config.validation_max_impostors, cap)
+    return validation_metric(data.store, data.split.val, data.split.eyes, device, max_impostors=cap,
+                             seed=data.config.seed)
+
+
 def evaluate_on_test(model: torch.nn.Module, data, device, replicates: int) -> Evaluation:
     """Verification metrics of ``model`` on the test trials of ``data`` (a StudyData), subject-bootstrap intervals."""
     return evaluate(model, data.store, data.split.test, data.trials, eyes=data.split.eyes, device=device,

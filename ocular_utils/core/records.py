@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.atomic import atomic_write_json
-from ..core.environment import describe_machine
+from .atomic import atomic_write_json
+from .environment import describe_machine
 
 RECORD = "record.json"
 DONE = "done.json"  # the runner's marker: the unit's notebook ran every cell after writing its record
