@@ -129,7 +129,8 @@ def distillation_loss(teacher: nn.Module, loss: str = "logit", temperature: floa
 
     ``loss``: ``none`` (cross-entropy only: the no-teacher control), ``logit``, ``embedding``
     (``CE + embedding_weight * (1 - cos)``), ``both`` (logit KD + embedding term) or ``relational``
-    (``CE + embedding_weight * RKD``). The teacher runs frozen in eval mode.
+    (``CE + embedding_weight * RKD``). Freezes ``teacher`` in place (eval mode, ``requires_grad`` off):
+    it is the frozen teacher from then on.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown distillation loss {loss!r}; expected one of {LOSSES}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import platform
 import random
@@ -132,6 +133,18 @@ def environment_variable(name: str, value: str):
             os.environ.pop(name, None)
         else:
             os.environ[name] = previous
+
+
+@contextlib.contextmanager
+def logger_level(name: str, level: int):
+    """Set logger ``name`` to ``level`` inside the block (or the decorated function); restore it afterwards."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield logger
+    finally:
+        logger.setLevel(previous)
 
 
 def cpu_model() -> str:

@@ -49,7 +49,8 @@ class StudyData:
 
 
 def _drop_corrupt(dataset: OcularDataset, store: ImageStore) -> list[str]:
-    """Remove images the store could not decode (``on_corrupt='skip'``) from the index and protocols; say which."""
+    """Remove images the store could not decode (``on_corrupt='skip'``) from ``dataset``'s index and protocols, in
+    place; say which."""
     if store.corrupt.empty:
         return []
     bad = set(store.corrupt["path"])

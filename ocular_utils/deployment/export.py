@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.environment import environment_variable
+from ..core.environment import environment_variable, logger_level
 
 ATOL = 1e-3
 RTOL = 1e-3
@@ -93,9 +93,9 @@ def executorch_available() -> bool:
     return importlib.util.find_spec("executorch") is not None
 
 
+@logger_level("torch.utils._pytree", logging.ERROR)
 def lower_to_xnnpack(module: nn.Module, input_size: tuple[int, int]):
     """``torch.export`` ``module`` at batch 1 and lower it to XNNPACK: ExecuTorch's edge program manager."""
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     with quiet_native_logs():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -184,8 +184,7 @@ def export_coreml(network: nn.Module, path: str | Path, input_size: tuple[int, i
     """
     if not coreml_available():
         raise RuntimeError("coremltools is not installed; pip install 'ocular-utils[coreml]' to export Core ML")
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), logger_level("coremltools", logging.ERROR):
         warnings.simplefilter("ignore")
         import coremltools as ct
 

@@ -25,6 +25,7 @@ from torch import nn
 from ..compression.routes import ROUTES, get_route
 from ..core.atomic import atomic_write_bytes
 from ..core.config import Settings
+from ..core.environment import logger_level
 from ..data.images import ImageStore, iterate_images
 from . import export
 
@@ -98,9 +99,9 @@ def calibration_batches(store: ImageStore, frame: pd.DataFrame, batch_size: int,
     return batches
 
 
+@logger_level("torch.utils._pytree", logging.ERROR)
 def quantize_pt2e(network: nn.Module, batches: list[torch.Tensor], per_channel: bool = True) -> nn.Module:
     """PT2E static int8 of ``network`` (eval, CPU) for XNNPACK, calibrated on ``batches``."""
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     with export.quiet_native_logs():
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,

@@ -184,12 +184,17 @@ def load_model(run_dir: str | Path, name: str = "model", device: torch.device | 
 
 
 def verify_reload(model: OcularNet, run_dir: str | Path, images: torch.Tensor) -> dict:
-    """Reload the saved model from its file; check that nonzeros and embeddings of ``images`` match."""
+    """Reload the saved model from its file; check that nonzeros and embeddings of ``images`` match.
+
+    ``model`` is compared in eval mode and left in the mode it was in.
+    """
     device = images.device
+    was_training = model.training
     model.eval()
     loaded = load_model(run_dir, device=device)
     with torch.inference_mode():
         difference = float((loaded.embed(images) - model.embed(images)).abs().max())
+    model.train(was_training)
     expected, nonzero = parameter_counts(model)["nonzero"], parameter_counts(loaded)["nonzero"]
     if nonzero != expected or difference > 1e-4:
         raise RuntimeError(f"reloaded model differs: {nonzero} vs {expected} nonzeros, "

@@ -120,7 +120,7 @@ def _shown_params(params: dict) -> str:
 
 
 def command_run(args) -> int:
-    """Run (or resume) every unit of the profile, round after round, then build the book."""
+    """Run (or resume) every unit of the profile, round after round, then build the book (``--dry-run``: show it)."""
     profile, units, root, pending = plan(args.profile, args.results, args.threads)
     jobs = args.jobs or profile.jobs
     at_a_time = f"{jobs} at a time" if args.engine == "local" else f"at most {jobs} at a time (cluster CPUs allowing)"
@@ -128,22 +128,27 @@ def command_run(args) -> int:
           f"results in {Path(args.results) / profile.name}", flush=True)
     checked = checked_plan(profile, units, generate=not args.dry_run)
     if args.dry_run:
-        for unit in units.values():
-            state = "done" if unit.complete(root) else "to run"
-            print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
-        for note in pending:
-            print(f"  later   {note}")
-        print(priced(profile, root, args, checked.train_images))
-        results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
-        stale = cleanup.stale_runs(units, root, results)
-        stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
-        shown = results.relative_to(root) if results.is_relative_to(root) else results
-        print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
-              f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
-              f"book {cleanup.human(cleanup.folder_bytes(html))}")
-        return 0
+        return show_plan(args, profile, units, root, pending, checked)
     with lock.holding(root / args.results / profile.name):
         return run_rounds(args, profile, units, root, pending, jobs)
+
+
+def show_plan(args, profile, units: dict, root: Path, pending: list[str], checked: preflight.Checked) -> int:
+    """Print each unit with its state and parameters, what later rounds add, the plan's price and the folder sizes."""
+    for unit in units.values():
+        state = "done" if unit.complete(root) else "to run"
+        print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
+    for note in pending:
+        print(f"  later   {note}")
+    print(priced(profile, root, args, checked.train_images))
+    results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
+    stale = cleanup.stale_runs(units, root, results)
+    stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
+    shown = results.relative_to(root) if results.is_relative_to(root) else results
+    print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
+          f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
+          f"book {cleanup.human(cleanup.folder_bytes(html))}")
+    return 0
 
 
 def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) -> int:
@@ -285,9 +290,10 @@ def command_publish(args) -> int:
 
 
 def command_status(args) -> int:
-    """Print each unit and whether it is complete."""
-    args.dry_run = True
-    return command_run(args)
+    """Print each unit and whether it is complete, the plan's price and the results folder's size."""
+    profile, units, root, pending = plan(args.profile, args.results, args.threads)
+    print(f"profile {profile.name}: {len(units)} notebooks planned; results in {Path(args.results) / profile.name}")
+    return show_plan(args, profile, units, root, pending, checked_plan(profile, units, generate=False))
 
 
 def command_clean(args) -> int:
@@ -423,8 +429,7 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[debug],
                         help="list a profile's units and which are complete")
     common(st)
-    st.set_defaults(func=command_status, jobs=None, engine="local", keep_checkpoints=False, train_images=None,
-                    images_per_second=None)
+    st.set_defaults(func=command_status, train_images=None, images_per_second=None)
     cl = sub.add_parser("clean", parents=[debug],
                         help="remove run folders no unit of the plan owns, finished units' checkpoints and the book")
     common(cl)
