@@ -165,17 +165,6 @@ def test_masks_survive_fine_tuning_and_files_round_trip(tiny_data, tmp_path):
     assert half < sparse_bytes
 
 
-def test_checkpoints_with_masks_reload():
-    model = pruning.prune(small_net(), "global_weight", 2)
-    state = model.state_dict()
-    assert any(k.endswith("weight_mask") for k in state)
-    clone = pruning.restore_masks(small_net(seed=1), state)
-    clone.load_state_dict(state)
-    x = batch()[0]
-    model.eval(), clone.eval()
-    assert torch.allclose(model.embed(x), clone.embed(x))
-
-
 @pytest.mark.parametrize("method", ["channel_magnitude", "channel_taylor"])
 def test_channel_pruning_shrinks_macs_and_reloads(method, tmp_path):
     torch.manual_seed(0)

@@ -206,18 +206,6 @@ def keep_zeros_frozen(model: nn.Module) -> nn.Module:
     return model
 
 
-def restore_masks(model: nn.Module, state_dict: dict) -> nn.Module:
-    """Prepare ``model`` (in place) to load a state dict saved with masks (``*_orig`` / ``*_mask`` keys)."""
-    modules = dict(model.named_modules())
-    for key in state_dict:
-        if key.endswith("_mask"):
-            module_name, _, tensor = key[: -len("_mask")].rpartition(".")
-            module = modules[module_name]
-            if not hasattr(module, tensor + "_mask"):
-                torch_prune.identity(module, tensor)
-    return model
-
-
 def layer_sparsity(model: nn.Module) -> pd.DataFrame:
     """Per prunable tensor: size, nonzeros and the fraction kept."""
     rows = []
