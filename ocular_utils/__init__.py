@@ -67,7 +67,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     # data
-    "load_dataset": "data", "prepare_data": "data.prepare", "DataConfig": "data.prepare",
+    "load_dataset": "data", "prepare_data": "data.prepare", "DataConfig": "data.config",
     "generate_visob_like": "data.synthetic", "SyntheticConfig": "data.synthetic",
     # models
     "build_model": "models.networks", "deployed_network": "models.networks",

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from ocular_utils.models.networks import build_model, deployed_network, load_imagenet_weights
+from ocular_utils.models.networks import build_model, deployed_network, load_pretrained_weights
 
 STUDENTS = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "resnet18"]
 
@@ -56,4 +56,4 @@ def test_local_weights_file(tmp_path):
         build_model("resnet18", 3, pretrained=str(tmp_path / "missing.pth"))
     torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(RuntimeError, match="do not fit resnet18"):
-        load_imagenet_weights(reference, "resnet18", str(tmp_path / "bad.pth"))
+        load_pretrained_weights(reference, "resnet18", str(tmp_path / "bad.pth"))

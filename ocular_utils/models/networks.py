@@ -132,8 +132,9 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
     return network, int(feature_dim)
 
 
-def load_imagenet_weights(backbone: nn.Module, name: str, pretrained: str) -> None:
-    """Initialize ``backbone`` from ImageNet: ``'imagenet'`` (torchvision download/cache) or a file path."""
+def load_pretrained_weights(backbone: nn.Module, name: str, pretrained: str) -> None:
+    """Initialize ``backbone`` from pretrained weights: ``'imagenet'`` (torchvision's, downloaded or cached) or any
+    weights file of the same architecture (a path)."""
     if pretrained == "imagenet":
         weights = torchvision.models.get_model_weights(name).DEFAULT
         try:
@@ -164,5 +165,5 @@ def build_model(backbone: str = ModelConfig.backbone, num_classes: int = 2,
         raise ValueError(f"num_classes must be at least 2 (got {num_classes})")
     network, feature_dim = build_backbone(backbone)
     if pretrained:
-        load_imagenet_weights(network, backbone, pretrained)
+        load_pretrained_weights(network, backbone, pretrained)
     return OcularNet(network, feature_dim, embedding_dim, num_classes, head=head, backbone_name=backbone)
