@@ -7,6 +7,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``core.paths``: the project folder and paths relative to it
 - ``core.config``: typed settings (strict dict -> dataclass, plain dict back)
 - ``core.study``: study-wide constants of the comparison (the paper's method, alpha, fair partners)
+- ``core.records``: the run store: the typed ``Record`` of a run, run keys, done markers, loading records
 - ``core.code_version``: the source a unit's results depend on (its notebook, the modules it imports) and its hash
 - ``data.synthetic``: the embedded synthetic periocular data set in VISOB's layout
 - ``data.visob``, ``data.ufpr``, ``data.generic``: loaders of the real layouts
@@ -39,7 +40,6 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``deployment.phone``: a route's fp32 and int8 artifacts, scored through the runtimes and timed
 - ``deployment.kit``: the phone kit (``ocular-study export``): artifacts and their manifest
 - ``deployment.devices``: on-device latency measurements from CSV files
-- ``core.records``: the run store: the typed ``Record`` of a run, run keys, done markers, loading records
 - ``report.tables``: the chapters' tables and ``load_results``
 - ``report.comparison``: the comparisons behind the verdicts, each at B and 2B
 - ``report.verdicts``: the verdict rules (settled comparisons, IUT, Holm, non-inferiority)
@@ -49,6 +49,8 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``report.findings``: each chapter's opening numbers, glued (myst_nb) for its prose and the intro's headline table
 - ``runner.profiles``: ``Profile`` and the shipped YAML profiles
 - ``runner.plan``: a profile's grid of notebook executions
+- ``runner.preflight``: the plan checked against its data before anything runs
+- ``runner.lock``: one run per results folder (a lock file naming its holder)
 - ``runner.pricing``: a plan's training images per group of units and the hours they take
 - ``runner.cleanup``: the results folder's size, run folders no unit owns, cleaning
 - ``runner.scheduler``: executes units with papermill, locally or on Ray
