@@ -40,7 +40,7 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
                      base_dir=str(tmp_path / "base"), method=toy_method, compression=4,
                      pruning={"finetune": {"batch_size": 16}}, budget={"images": 32, "points": [0.5, 1.0]},
                      role="grid", seed=None, threads=None,
-                     device="cpu", replicates=5, run_dir=str(tmp_path / "runs" / "toy"))
+                     device="cpu", replicates=5, precision=None, run_dir=str(tmp_path / "runs" / "toy"))
     run = start_run("prune", namespace)
     dense = run.load_model(namespace["base_dir"])
     dense_ratio = compression_ratio(dense)
