@@ -19,8 +19,10 @@ ROOT = project_root()
 STUDY = [sys.executable, "-m", "ocular_utils"]
 
 
-def _records(results: Path) -> dict:
-    return {p.parent.name: json.loads(p.read_text())["created"] for p in results.rglob("record.json")}
+def _finished(results: Path) -> dict:
+    """Run folder -> record time of every finished unit (record and done marker: a record alone may be rerun)."""
+    return {p.parent.name: json.loads((p.parent / "record.json").read_text())["created"]
+            for p in results.rglob("done.json")}
 
 
 class _Links(HTMLParser):
@@ -63,18 +65,18 @@ def test_smoke_study_resumes_after_a_kill_and_builds_the_book(tmp_path):
     process = subprocess.Popen(command + ["--no-book"], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while len(_records(results)) < 3 and process.poll() is None and time.time() < deadline:
+    while len(_finished(results)) < 3 and process.poll() is None and time.time() < deadline:
         time.sleep(0.5)
     assert process.poll() is None, "the study finished before it could be interrupted"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    done_before = _records(results)
+    done_before = _finished(results)
     assert len(done_before) >= 3
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     skipped = int(re.search(r"skipped \(already complete\) (\d+)", finished.stdout).group(1))
     assert skipped >= len(done_before)
-    after = _records(results)
+    after = _finished(results)
     for name, created in done_before.items():
         assert after[name] == created, f"{name} was run again"
     units = Planner(load_profile("smoke"), ROOT, str(results)).build()
