@@ -1,6 +1,7 @@
 """The runner under failure: kills, interrupts, bad arguments, two runs at once, failed units."""
 import json
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -111,49 +112,53 @@ def _slow_unit(tmp_path, name, ignore_interrupts=False):
                 {"run_dir": str(run_dir), "started": str(tmp_path / f"{name}.started")}, run_dir=run_dir)
 
 
-def _press_ctrl_c(flag, times=1, gap=1.0):
-    """From a helper thread: wait for the notebook to run, then SIGINT this process ``times`` times."""
-    import signal
-    import threading
-    import time
+RUNNER = """
+import json, sys, time
+from pathlib import Path
+import psutil
+from ocular_utils.runner import scheduler
+from ocular_utils.runner.plan import Unit
 
-    def press():
-        while not flag.exists():
-            time.sleep(0.2)
-        for _ in range(times):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(gap)
-
-    threading.Thread(target=press, daemon=True).start()
-
-
-def _kernels():
-    import psutil
-
-    alive = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(child.cmdline()):
-                alive.append(child)
-        except psutil.Error:  # gone meanwhile
-            pass
-    return alive
+root, run_dir, notebook, flag = map(Path, sys.argv[1:5])
+unit = Unit("slow", "data", notebook, {"run_dir": str(run_dir), "started": str(flag)}, run_dir=run_dir)
+started = time.perf_counter()
+outcome = scheduler.run_units({"slow": unit}, root, progress=False)
+kernels = [c.pid for c in psutil.Process().children(recursive=True)
+           if c.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(c.cmdline())]
+print(json.dumps({"interrupted": outcome.interrupted, "executed": outcome.executed, "complete": unit.complete(root),
+                  "kernels": kernels, "kernel_dir": scheduler.kernel_dir().exists(),
+                  "seconds": time.perf_counter() - started}))
+"""
 
 
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_interrupts_the_running_kernels_and_leaves_nothing_behind(tmp_path, presses):
+    """A runner process (its own, with Python's default SIGINT handling) gets Ctrl-C while a notebook runs."""
+    import signal
+    import subprocess
+    import sys
     import time
 
     unit = _slow_unit(tmp_path, "slow", ignore_interrupts=presses == 2)
-    _press_ctrl_c(tmp_path / "slow.started", times=presses)
-    started = time.perf_counter()
-    outcome = scheduler.run_units({"slow": unit}, tmp_path, progress=False)
-    elapsed = time.perf_counter() - started
-    assert outcome.interrupted == ["slow"] and not outcome.executed and not unit.complete(tmp_path)
-    assert not _kernels(), "no kernel outlives the runner's interrupt"
-    assert not scheduler.kernel_dir().exists(), "the kernels' socket files are removed"
+    flag = Path(unit.params["started"])
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path), str(unit.run_dir), str(unit.notebook),
+                               str(flag)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not flag.exists() and runner.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert flag.exists(), "the notebook never started: " + (runner.stderr.read() if runner.poll() is not None else "")
+    for _ in range(presses):
+        runner.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+    out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err[-2000:]
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["interrupted"] == ["slow"] and not seen["executed"] and not seen["complete"]
+    assert not seen["kernels"], "no kernel outlives the runner's interrupt"
+    assert not seen["kernel_dir"], "the kernels' socket files are removed"
+    assert "Traceback" not in err
     if presses == 2:  # a kernel that ignores SIGINT is killed at the second press, not after the grace period
-        assert elapsed < 60
+        assert seen["seconds"] < 60
 
 
 def test_an_interrupted_run_says_how_to_resume_without_a_traceback(tmp_path, monkeypatch, capsys):
