@@ -113,9 +113,11 @@ def _slow_unit(tmp_path, name, ignore_interrupts=False):
 
 
 RUNNER = """
-import json, sys, time
+import json, signal, sys, time
 from pathlib import Path
 import psutil
+# as in a terminal's foreground: a runner started in the background (nohup, CI) inherits SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ocular_utils.runner import scheduler
 from ocular_utils.runner.plan import Unit
 
