@@ -336,3 +336,23 @@ def test_the_intro_and_a_page_that_lacks_runs_say_what_failed(tmp_path):
     cells = json.loads((tmp_path / "page.ipynb").read_text())["cells"]
     assert "".join(cells[0]["source"]).startswith("# Pruning results")
     assert "".join(cells[1]["source"]).startswith(":::{warning} Not in this page: 1 units")
+
+
+def test_every_user_error_type_of_the_package_is_known_by_name_to_the_runner():
+    import importlib
+    import pkgutil
+
+    import ocular_utils
+
+    for info in pkgutil.walk_packages(ocular_utils.__path__, "ocular_utils."):
+        if not info.name.endswith("__main__"):  # running it would start the command line
+            importlib.import_module(info.name)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    ours = {c.__name__ for base in scheduler.USER_ERROR_BASES for c in subclasses(base)
+            if c.__module__.startswith("ocular_utils.")}
+    assert ours and ours <= scheduler.USER_ERROR_TYPES, ours - scheduler.USER_ERROR_TYPES

@@ -33,8 +33,7 @@ class UserError(Exception):
 
 # Errors raised for bad input anywhere in the package (unknown profile/method, impossible ratio, missing or
 # malformed data): one line for people, the traceback with --debug.
-USER_ERRORS = (UserError, lock.FolderLocked, ValueError, KeyError, FileNotFoundError, NotADirectoryError,
-               NotImplementedError)
+USER_ERRORS = (UserError, lock.FolderLocked, *scheduler.USER_ERROR_BASES)
 
 
 FAILURES = "failures.json"  # in results/<profile>: the units of the last run that failed or were blocked

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from ..compression.registry import get_method
 from ..compression.unstructured import keep_fraction
 from ..core.paths import resolve
-from ..data.config import DataConfig
 from ..data.images import unreadable_images
 from ..data.prepare import index_data, split_data
 from ..models.counting import parameter_counts
@@ -43,7 +42,7 @@ def check_plan(profile: Profile, units: dict[str, Unit], generate: bool = True) 
     """
     checked = Checked()
     check_compressions(profile, checked)
-    data = DataConfig.from_dict(profile.data.to_dict(), "data")
+    data = profile.data
     if data.synthetic is not None and not generate and not resolve(data.root).is_dir():
         checked.warnings.append(f"data: the synthetic data set ({data.root}) is not generated yet; the checks "
                                 "that need it run when the study starts")

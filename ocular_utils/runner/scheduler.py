@@ -287,17 +287,18 @@ class UnitFailure:
         return f"{self.error_type}: {self.message}"
 
 
-# Exceptions raised inside a notebook for bad input (the package's own types and the builtins it raises
-# for bad settings): a unit failing with one of them ends the run as a user error (one line, exit 2).
-USER_ERROR_TYPES = frozenset({"ValueError", "KeyError", "FileNotFoundError", "NotADirectoryError",
-                              "NotImplementedError", "DatasetError", "CorruptImageError", "IdentityOverlapError",
-                              "CalibrationError"})
+# The exceptions the package raises for bad input (the command line shows them as one line, exit 2), and
+# the package's own subclasses of them by name: inside a notebook a failing cell reports only the type's name.
+USER_ERROR_BASES = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, NotImplementedError)
+USER_ERROR_TYPES = frozenset({base.__name__ for base in USER_ERROR_BASES}
+                             | {"DatasetError", "CorruptImageError", "IdentityOverlapError", "CalibrationError"})
 
 
 def describe_failure(error: BaseException, key: str = "") -> UnitFailure:
     """The failing cell's exception of a papermill error (else ``error`` itself) as a :class:`UnitFailure`."""
-    error_type = getattr(error, "ename", None) or type(error).__name__
-    message = getattr(error, "evalue", None) if getattr(error, "ename", None) else str(error)
+    cell_error = getattr(error, "ename", None)
+    error_type = cell_error or type(error).__name__
+    message = getattr(error, "evalue", None) if cell_error else str(error)
     message = " ".join(str(message or "").split()) or "(no message)"
     return UnitFailure(error_type, message, error_type in USER_ERROR_TYPES, key)
 
