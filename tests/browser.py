@@ -34,7 +34,12 @@ PAGE_CHECKS = """() => {
     return el.checkVisibility ? el.checkVisibility({visibilityProperty: true}) : el.getClientRects().length > 0;
   }).length;
   const links = [...article.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
-  return {columnWidth: Math.round(column.width), wide: wide.slice(0, 5), images, code, links};
+  const tables = [...article.querySelectorAll('.cell_output table')];
+  const indexed = tables.filter(t => t.querySelector('tbody th')).length;  // a row-header (index) column
+  const raw = tables.flatMap(t => [...t.querySelectorAll('td')].map(td => td.textContent.trim()))
+    .filter(text => ['None', 'NaN', 'nan', '<NA>', 'NaT'].includes(text));
+  return {columnWidth: Math.round(column.width), wide: wide.slice(0, 5), images, code, links,
+          tables: tables.length, indexed, raw: raw.slice(0, 5)};
 }"""
 
 
@@ -49,6 +54,7 @@ class BookCheck:
 
     pages: int = 0
     images: int = 0
+    tables: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -94,6 +100,11 @@ def check_book_in_browser(html: Path, chromium: str, width: int = 1280, code_fre
                                     for w in seen["wide"]]
                 if code_free(name) and seen["code"]:
                     result.problems.append(f"{name}: {seen['code']} code inputs visible by default")
+                if code_free(name):  # a chapter: its tables come through ocular_utils.report.display
+                    result.tables += seen["tables"]
+                    if seen["indexed"]:
+                        result.problems.append(f"{name}: {seen['indexed']} tables with an index column")
+                    result.problems += [f"{name}: a table cell reads {text!r}" for text in seen["raw"]]
                 for href in seen["links"]:
                     target = _internal_target(page, href)
                     if target is not None and not target.exists():

@@ -174,7 +174,12 @@ def test_book_assembly_points_at_executed_notebooks_and_adds_the_appendix(tmp_pa
     files = [c["file"] for c in book.toc_entries(toc) if c["file"].startswith("book/_generated/unit/")]
     assert files[:len(chapters)] == [f"book/_generated/unit/{name}" for name in chapters]
     assert toc["parts"][-1]["caption"] == book.APPENDIX_CAPTION
-    appendix = tmp_path / toc["parts"][-1]["chapters"][0]["file"]
+    (index,) = toc["parts"][-1]["chapters"]  # one page listing every run; the run pages are its sections
+    page = (tmp_path / index["file"]).with_suffix(".md").read_text()
+    assert page.startswith("# Every executed run") and "```{raw} html" in page
+    assert 'href=\\"runs/prune-a.html\\"' in page or 'href="runs/prune-a.html"' in page
+    assert "not recorded" in page and "_itables_" in page and "https://" not in page.split("```{raw} html")[1][:2000]
+    appendix = tmp_path / index["sections"][0]["file"]
     cells = json.loads(appendix.with_suffix(".ipynb").read_text())["cells"]
     assert cells[0]["source"].startswith("# Run: prune-a")
     # the two parameter cells become one collapsed block of the run's parameters, before the first code cell

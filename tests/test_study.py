@@ -148,11 +148,13 @@ def test_smoke_book_in_a_browser():
                                text=True, timeout=1800)
         assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     result = check_book_in_browser(html, chromium, code_free=lambda page: "/runs/" not in page)
-    print(f"browser check: {result.pages} pages, {result.images} images")
+    print(f"browser check: {result.pages} pages, {result.images} images, {result.tables} chapter tables")
     assert not result.problems, "\n".join(result.problems[:20])
-    assert result.pages >= 10 and result.images >= 10
+    assert result.pages >= 10 and result.images >= 10 and result.tables >= 20
     intro = (html / "book" / "_generated" / "smoke" / "intro.html").read_text()
     assert "Headline results of this build" in intro and "synthetic" in intro
+    tables = re.findall(r"<table.*?</table>", intro, re.S)
+    assert tables and not any("<code" in table for table in tables), "glued values must render as text, not code"
 
 
 @pytest.mark.slow

@@ -244,6 +244,25 @@ def paired_comparisons(models: pd.DataFrame, replicates: int, seed: int = 0, hea
     return frame, missing
 
 
+
+def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons as a reader reads them: per look the difference a - b in points with its 95% interval in
+    one cell and its Holm p-value, the budgets and whether they are matched."""
+    from .display import interval_cell, p_value_text
+
+    shown = pd.DataFrame({"finding": comparisons["finding"].map(PAPER_FINDINGS | OUR_QUESTIONS),
+                          "on": comparisons["group"], "a": comparisons["a"], "b": comparisons["b"],
+                          "claim": comparisons["claim"].map(CLAIMS)})
+    for look in ("B", "2B"):
+        shown[f"at {look}: a - b, points [95% CI]"] = [
+            interval_cell(d, lo, hi, signed=True, scale=1.0) for d, lo, hi in
+            zip(comparisons[f"{look} difference"], comparisons[f"{look} low"], comparisons[f"{look} high"])]
+        shown[f"at {look}: p (Holm)"] = comparisons[f"{look} p_holm"].map(p_value_text)
+    shown["training images (a / b)"] = [f"{int(a):,} / {int(b):,}" for a, b in
+                                        zip(comparisons["budget a"], comparisons["budget b"])]
+    shown["matched budgets"] = comparisons["matched"].astype(bool)
+    return shown.reset_index(drop=True)
+
 def _matched(a: pd.Series, b: pd.Series, base_images: int) -> bool:
     """Matched budgets: equal images after the base, or a student at the base's images + B against a pruned model."""
     if b["kind"] == "base":

@@ -209,3 +209,76 @@ def target_checks(models: pd.DataFrame) -> pd.DataFrame:
     rows.append({"target": "a combined route >= 10x faster than the fp32 base (study input) at <= +1 EER point",
                  "measured": measured, "met": met})
     return pd.DataFrame(rows)
+
+
+VERDICT_SPEEDUP = TARGETS["route_speedup"]  # the phone question's budget: this many times the base's speed
+
+
+def study_models(records: pd.DataFrame, latency: pd.DataFrame, replicates: int) -> tuple[pd.DataFrame, str, int]:
+    """``(models, study input, threads)``: every deployable model of the quantization runs in ``records``, timed at
+    the study input of the latency table, with its paired EER difference to the base."""
+    if latency.empty:
+        raise ValueError("the phone chapter needs the latency run's latency.csv (latency_dir)")
+    quantized = records.loc[records["kind"] == "quantize", "run_dir"].tolist()
+    study_input = latency.loc[latency["scope"] == "all models", "input"].iloc[0]
+    models = with_base_differences(route_models(quantized, latency, study_input), replicates)
+    return models, study_input, int(latency["threads"].iloc[0])
+
+
+def models_table(models: pd.DataFrame) -> pd.DataFrame:
+    """The deployable models as the chapter shows them: EER and its paired difference to the base with the
+    interval in one cell, latency, speed-up and sizes with their units."""
+    from .display import interval_cell, p_value_text
+
+    return pd.DataFrame({
+        "model": models["label"], "category": models["category"], "precision": models["precision"],
+        "test EER %": 100 * models["eer"],
+        "vs base, points [95% CI]": [interval_cell(d, lo, hi, signed=True) for d, lo, hi in
+                                     zip(models["vs_base"], models["vs_base_low"], models["vs_base_high"])],
+        "p (Holm)": models["p_holm"].map(p_value_text), "validation EER %": 100 * models["validation_eer"],
+        "params (M)": models["params"] / 1e6, "MMACs": models["mmacs"],
+        "ExecuTorch ms": models["executorch_ms"], "speed-up vs base": models["speedup"],
+        "ExecuTorch ms at 224x224": models["executorch_224_ms"], "speed-up at 224x224": models["speedup_224"],
+        "ONNX Runtime ms": models["onnxruntime_ms"], ".pte MB": models["pte_mb"], ".onnx MB": models["onnx_mb"],
+        "sparse int8 MB": models["sparse_int8_mb"], "min cosine to fp32": models["min_cosine"],
+        "int8 - fp32, points": 100 * models["int8_vs_fp32"]}).reset_index(drop=True)
+
+
+def budgets_table(budgets: pd.DataFrame) -> pd.DataFrame:
+    """:func:`best_under_budgets` as the chapter shows it (EERs in percent, the difference with its interval)."""
+    from .display import interval_cell, p_value_text
+
+    fitted = budgets.reindex(columns=["budget", "models that fit", "label", "category", "validation_eer", "eer",
+                                      "vs_base", "vs_base_low", "vs_base_high", "p_holm", "speedup", "size_ratio",
+                                      "still_improving"])
+    return pd.DataFrame({
+        "budget": fitted["budget"], "models that fit": fitted["models that fit"], "chosen model": fitted["label"],
+        "category": fitted["category"], "validation EER %": 100 * fitted["validation_eer"],
+        "test EER %": 100 * fitted["eer"],
+        "vs base, points [95% CI]": [interval_cell(d, lo, hi, signed=True) for d, lo, hi in
+                                     zip(fitted["vs_base"], fitted["vs_base_low"], fitted["vs_base_high"])],
+        "p (Holm)": fitted["p_holm"].map(p_value_text), "speed-up": fitted["speedup"],
+        "size ratio": fitted["size_ratio"], "still improving": fitted["still_improving"]})
+
+
+def verdict_comparisons(verdict: dict) -> pd.DataFrame:
+    """The winner's paired comparisons behind :func:`category_verdict`, one interval cell per look."""
+    from .display import interval_cell, p_value_text
+
+    table = verdict.get("table", pd.DataFrame())
+    shown = pd.DataFrame({"against": table.get("against", []), "category": table.get("category", [])})
+    for look in ("B", "2B"):
+        if len(table):
+            shown[f"at {look}: winner - other, points [95% CI]"] = [
+                interval_cell(d, lo, hi, signed=True) for d, lo, hi in
+                zip(table[f"{look} difference"], table[f"{look} low"], table[f"{look} high"])]
+            shown[f"at {look}: p"] = table[f"{look} p"].map(p_value_text)
+    return shown
+
+
+def measured_routes(devices: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """The on-device measurements that name a phone-kit file of these quantization runs (``<run>-...``)."""
+    kit_names = tuple(f"{Path(run)}-" for run in records.loc[records["kind"] == "quantize", "run"])
+    if not kit_names:
+        return devices.iloc[:0]
+    return devices[devices["model"].astype(str).str.startswith(kit_names)]

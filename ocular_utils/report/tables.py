@@ -271,10 +271,14 @@ def synthetic_banner(synthetic: bool):
 
 def evaluation_summary(report: dict, name: str) -> pd.DataFrame:
     """One model's headline numbers (EER with interval, TAR at FAR, trial counts, AUC), rates in percent."""
-    columns = ["eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001", "genuine_trials",
-               "impostor_trials"]
-    frame = pd.DataFrame([report])[columns].assign(model=name, auc=round(report["auc"], 4))
-    return percent(frame[["model"] + columns + ["auc"]])
+    from .display import interval_cell
+
+    return pd.DataFrame([{"model": name, "EER % [95% CI]": interval_cell(report["eer"], report["eer ci_low"],
+                                                                        report["eer ci_high"]),
+                          "TAR % at FAR 1%": 100 * report["tar@far=0.01"],
+                          "TAR % at FAR 0.1%": 100 * report["tar@far=0.001"],
+                          "genuine trials": report["genuine_trials"], "impostor trials": report["impostor_trials"],
+                          "AUC": round(report["auc"], 4)}])
 
 
 def stage_table(reports: dict) -> pd.DataFrame:

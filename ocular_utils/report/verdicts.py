@@ -178,7 +178,7 @@ def paper_verdicts(comparisons: pd.DataFrame, missing: list[tuple[str, str]], mo
                     "rule": text[finding],
                     "settled": f"{int((~statuses.eq('unsettled')).sum())} of {len(rows)} comparisons settled at B "
                                "and 2B",
-                    "still moving": "; ".join(f"{r['a']} vs {r['b']}: {moving_text(r, margin, images)}"
+                    "still moving": "\n".join(f"{r['a']} vs {r['b']}: {moving_text(r, margin, images)}"
                                               for _, r in unsettled.iterrows()),
                     "statistics": "\n".join(f"[{s}] {statistic_text(r)}"
                                             for s, (_, r) in zip(statuses, rows.iterrows()))})

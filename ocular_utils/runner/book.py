@@ -6,6 +6,7 @@ that points at them (no re-execution) and adds an appendix with every executed g
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -13,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
+from ..core.records import display_label, read_record
 from .plan import Unit
 
 APPENDIX_CAPTION = "Appendix: every executed run"
@@ -72,6 +75,39 @@ def prepare_page(source: Path, target: Path, title: str | None, notice: str | No
 
 
 GENERATED = Path("book") / "_generated"
+RUN_PAGE_KINDS = ("prune", "distill", "quantize")  # units with a page of their own in the appendix
+
+
+def runs_table(units: list[Unit], root: Path) -> pd.DataFrame:
+    """One row per executed run page: a link to it, its kind, the model, test EER, training images, seconds."""
+    rows = []
+    for unit in units:
+        record = read_record(root / unit.run_dir) or {}
+        metrics, timings = record.get("metrics", {}), record.get("timings", {})
+        rows.append({"run": f'<a href="runs/{unit.run_dir.name}.html">{html.escape(unit.name)}</a>',
+                     "kind": unit.kind, "model": html.escape(display_label(record)) if record else "not recorded",
+                     "role": record.get("role"), "test EER %": 100 * metrics["eer"] if metrics.get("eer") is not None
+                     else None, "training images": record.get("training_images"),
+                     "seconds": sum(v for v in timings.values() if isinstance(v, (int, float))) or None})
+    return pd.DataFrame(rows, columns=["run", "kind", "model", "role", "test EER %", "training images", "seconds"])
+
+
+def runs_index_page(units: list[Unit], root: Path) -> str:
+    """The appendix's first page (MyST): every executed run in one sortable, searchable table linking to its
+    page (itables in its offline mode: the DataTables bundle is embedded, nothing is fetched)."""
+    from itables import options, to_html_datatable
+    from itables.javascript import generate_init_offline_itables_html
+
+    from ..report.display import readable
+
+    table = readable(runs_table(units, root), digits={"test EER %": 2, "seconds": 0})
+    datatable = to_html_datatable(table, connected=False, allow_html=True, showIndex=False, pageLength=25,
+                                  lengthMenu=[25, 100, -1], classes="display compact")
+    return ("# Every executed run\n\n"
+            f"{len(units)} runs of this build, each with its executed notebook on a page of its own (in the navigation "
+            "under this page). Click a column to sort, type to filter; EERs are on the test trials.\n\n"
+            "```{raw} html\n" + generate_init_offline_itables_html(options.dt_bundle)
+            + f'<div style="overflow-x: auto">{datatable}</div>\n```\n')
 
 
 def toc_entries(toc: dict):
@@ -114,14 +150,18 @@ def assemble(units: dict[str, Unit], root: Path, profile, failures_file: Path | 
             notice = failures_block(failed, blocked, unit.missing) if unit.missing else None
             prepare_page(root / unit.output, root / target, None, notice)
             entry["file"] = str(target.with_suffix(""))
-    appendix = []
+    appendix, shown = [], []
     for unit in units.values():
-        if unit.kind in ("prune", "distill", "quantize") and (root / unit.output).is_file():
+        if unit.kind in RUN_PAGE_KINDS and (root / unit.output).is_file():
             target = book_dir / "runs" / f"{unit.run_dir.name}.ipynb"
             prepare_page(root / unit.output, root / target, f"Run: {unit.name}")
             appendix.append({"file": str(target.with_suffix(""))})
+            shown.append(unit)
     if appendix:
-        template["parts"].append({"caption": APPENDIX_CAPTION, "chapters": appendix})
+        index = book_dir / "runs.md"
+        (root / index).write_text(runs_index_page(shown, root))
+        template["parts"].append({"caption": APPENDIX_CAPTION,
+                                  "chapters": [{"file": str(index.with_suffix("")), "sections": appendix}]})
     toc = root / book_dir / "_toc.yml"
     toc.write_text(f"# generated for profile {profile.name}; edit book/_toc.yml instead\n" + yaml.safe_dump(
         template, sort_keys=False))
