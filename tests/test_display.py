@@ -22,6 +22,8 @@ def test_a_named_index_becomes_columns_and_multiindex_headers_are_joined():
     cells = display.readable(table)
     assert list(cells.columns) == ["label", "32x48 eager", "32x48 onnx"]
     assert cells.iloc[0].tolist() == ["a", "1", "n/a"] and cells.iloc[1].tolist() == ["b", "n/a", "2.50"]
+    counts = display.readable(pd.DataFrame({"images": [3072.0, np.nan], "rate": [50.0, 49.5]}))
+    assert counts.to_dict("list") == {"images": ["3,072", "n/a"], "rate": ["50.00", "49.50"]}  # whole-number column
 
 
 def test_an_estimate_and_its_interval_share_one_cell():
@@ -36,7 +38,7 @@ def test_an_estimate_and_its_interval_share_one_cell():
 
 
 @pytest.mark.parametrize("value, text", [(None, "n/a"), (np.float64("nan"), "n/a"), (np.bool_(False), "no"),
-                                         (3.0, "3"), (0.5, "0.500"), (12.3456, "12.35"), (512.3, "512.3"),
+                                         (3.0, "3.00"), (0.5, "0.500"), (12.3456, "12.35"), (512.3, "512.3"),
                                          (np.int64(25000), "25,000"), ("", "n/a"), ([1, "x"], "1, x")])
 def test_cell_text(value, text):
     assert display.cell_text(value) == text

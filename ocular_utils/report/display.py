@@ -45,8 +45,8 @@ def number_text(value, digits: int | None = None) -> str:
         return MISSING_TEXT
     if isinstance(value, (bool, np.bool_)):
         return BOOLEAN_TEXT[bool(value)]
-    if isinstance(value, numbers.Integral) or (digits is None and float(value).is_integer() and abs(value) >= 1):
-        return f"{int(value):,}"
+    if isinstance(value, numbers.Integral) or digits == 0:
+        return f"{round(value):,}"
     if digits is None:
         size = abs(float(value))
         digits = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 1 else 3
@@ -65,6 +65,15 @@ def cell_text(value, digits: int | None = None) -> str:
         return ", ".join(cell_text(v, digits) for v in value) or MISSING_TEXT
     text = str(value)
     return text if text.strip() else MISSING_TEXT
+
+
+def _whole(values: pd.Series) -> int | None:
+    """0 for a numeric column of whole numbers (counts stored as floats), else None (precision by size)."""
+    numeric = pd.to_numeric(values, errors="coerce").dropna() if values.dtype == object else values.dropna()
+    if not pd.api.types.is_float_dtype(numeric) or numeric.empty or values.map(
+            lambda v: isinstance(v, (bool, np.bool_))).any():
+        return None
+    return 0 if bool((numeric == numeric.round()).all()) else None
 
 
 def readable(frame: pd.DataFrame | pd.Series, percent=(), p_values=(), digits: dict | None = None,
@@ -99,7 +108,7 @@ def readable(frame: pd.DataFrame | pd.Series, percent=(), p_values=(), digits: d
             out[column] = values.map(lambda v: cell_text(100 * v if not _is_missing(v) else v,
                                                          digits.get(column, 2)))
         else:
-            out[column] = values.map(lambda v, d=digits.get(column): cell_text(v, d))
+            out[column] = values.map(lambda v, d=digits.get(column, _whole(values)): cell_text(v, d))
     return pd.DataFrame(out, columns=frame.columns)
 
 
@@ -117,8 +126,11 @@ def show(frame: pd.DataFrame | pd.Series, title: str | None = None, percent=(), 
         table = table.tab_header(title=title)
     if note:
         table = table.tab_source_note(note)
-    if len(cells.columns) and wrap:
-        table = table.tab_style(style.css("white-space: pre-line; min-width: 14em; max-width: 30em"),
-                                loc.body(columns=[c for c in wrap if c in cells.columns]))
+    wrapped = [c for c in wrap if c in cells.columns]
+    if wrapped:
+        table = table.tab_style(style.css("white-space: pre-line; min-width: 9em"), loc.body(columns=wrapped))
+    intervals = [c for c in cells.columns if "[" in str(c) and c not in wrapped]
+    if intervals:  # an estimate and its interval stay on one line
+        table = table.tab_style(style.css("white-space: nowrap"), loc.body(columns=intervals))
     return table
 

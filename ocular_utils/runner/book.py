@@ -85,11 +85,19 @@ def runs_table(units: list[Unit], root: Path) -> pd.DataFrame:
         record = read_record(root / unit.run_dir) or {}
         metrics, timings = record.get("metrics", {}), record.get("timings", {})
         rows.append({"run": f'<a href="runs/{unit.run_dir.name}.html">{html.escape(unit.name)}</a>',
-                     "kind": unit.kind, "model": html.escape(display_label(record)) if record else "not recorded",
+                     "kind": unit.kind, "model": html.escape(_run_model(unit, record)),
                      "role": record.get("role"), "test EER %": 100 * metrics["eer"] if metrics.get("eer") is not None
                      else None, "training images": record.get("training_images"),
                      "seconds": sum(v for v in timings.values() if isinstance(v, (int, float))) or None})
     return pd.DataFrame(rows, columns=["run", "kind", "model", "role", "test EER %", "training images", "seconds"])
+
+
+def _run_model(unit: Unit, record: dict) -> str:
+    if not record:
+        return "not recorded"
+    if unit.kind == "quantize":  # a route: its steps from the parent model
+        return f"{unit.params.get('route', '?')} route"
+    return display_label(record)
 
 
 def runs_index_page(units: list[Unit], root: Path) -> str:
@@ -102,7 +110,9 @@ def runs_index_page(units: list[Unit], root: Path) -> str:
 
     table = readable(runs_table(units, root), digits={"test EER %": 2, "seconds": 0})
     datatable = to_html_datatable(table, connected=False, allow_html=True, showIndex=False, pageLength=25,
-                                  lengthMenu=[25, 100, -1], classes="display compact")
+                                  lengthMenu=[25, 100, -1], classes="display compact",
+                                  layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info",
+                                          "bottomEnd": "paging"})
     return ("# Every executed run\n\n"
             f"{len(units)} runs of this build, each with its executed notebook on a page of its own (in the navigation "
             "under this page). Click a column to sort, type to filter; EERs are on the test trials.\n\n"
