@@ -34,6 +34,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``verification.resampling``: the subject bootstrap, both subjects of every trial resampled
 - ``verification.paired``: paired differences on the same trials, at several looks; Holm, IUT, non-inferiority
 - ``verification.calibration``: simulated data sets that check the paired test's level and power
+- ``verification.conditions``: EER by capture condition and subject group; paired changes and group gaps
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
 - ``deployment.quantize``: ``QuantizationConfig``; int8 for ExecuTorch (PT2E, XNNPACK) and ONNX Runtime (QDQ)
@@ -41,6 +42,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``deployment.kit``: the phone kit (``ocular-study export``): artifacts and their manifest
 - ``deployment.devices``: on-device latency measurements from CSV files
 - ``report.tables``: the chapters' tables and ``load_results``
+- ``report.display``: the one formatting layer of every chapter table (great_tables)
 - ``report.comparison``: the comparisons behind the verdicts, each at B and 2B
 - ``report.verdicts``: the verdict rules (settled comparisons, IUT, Holm, non-inferiority)
 - ``report.plots``: every figure of the book (style applied by ``apply_style``)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from ..core.environment import RunSettings
 from ..data.config import DataConfig
 from ..data.images import ImageStore, iterate_images
 from ..data.protocols import build_trials
+from .conditions import condition_codes
 from .metrics import verification_report
 
 SUBSETS = {
@@ -65,6 +66,7 @@ class Evaluation:
     scores: np.ndarray
     trials: pd.DataFrame
     trial_list: str = ""  # fingerprint of the images and trials scored (equal lists pair, others do not)
+    conditions: dict = field(default_factory=dict)  # capture conditions of both sides (conditions.condition_codes)
 
     @property
     def genuine(self) -> np.ndarray:
@@ -79,7 +81,8 @@ class Evaluation:
     def as_score_file(self) -> dict:
         """The scores as :func:`load_trial_scores` returns a saved file (for paired comparisons in memory)."""
         return {"scores": self.scores, "genuine": self.trials["genuine"].to_numpy(), "trial_list": self.trial_list,
-                **{column: self.trials[column].astype(str).to_numpy() for column in SUBJECT_COLUMNS}}
+                **{column: self.trials[column].astype(str).to_numpy() for column in SUBJECT_COLUMNS},
+                **self.conditions}
 
 
 def subset_table(scores: np.ndarray, trials: pd.DataFrame, far_targets=(1e-2, 1e-3)) -> pd.DataFrame:
@@ -124,7 +127,8 @@ def evaluate_scores(scores: np.ndarray, frame: pd.DataFrame, trials: pd.DataFram
     """Verification metrics of the scores of ``trials`` (over ``frame``'s images), subject-bootstrap intervals."""
     report = verification_report(scores, trials["genuine"].to_numpy(), trials["probe_subject"].to_numpy(),
                                  trials["reference_subject"].to_numpy(), replicates=replicates, seed=seed)
-    return Evaluation(report, subset_table(scores, trials), scores, trials, trial_fingerprint(frame, trials))
+    return Evaluation(report, subset_table(scores, trials), scores, trials, trial_fingerprint(frame, trials),
+                      condition_codes(frame, trials))
 
 
 def evaluate_saved_scores(path: str | Path, data, replicates: int) -> Evaluation:
@@ -189,12 +193,13 @@ def save_scores(evaluation: Evaluation, run_dir: str | Path, name: str = "scores
     """Store the test trial scores (``<run_dir>/<name>``) for ROC/DET curves and paired comparisons.
 
     Besides the scores and labels, the file keeps both subjects of every trial (the bootstrap
-    resamples both) and the trial list's fingerprint (only equal lists pair).
+    resamples both), the capture conditions of both sides as compact codes (``conditions``) and the
+    trial list's fingerprint (only equal lists pair).
     """
     buffer = io.BytesIO()
     subjects = {column: np.asarray(evaluation.trials[column].astype(str), dtype=str) for column in SUBJECT_COLUMNS}
     np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy(),
-                        trial_list=np.array(evaluation.trial_list), **subjects)
+                        trial_list=np.array(evaluation.trial_list), **subjects, **evaluation.conditions)
     return atomic_write_bytes(Path(run_dir) / name, buffer.getvalue())
 
 
