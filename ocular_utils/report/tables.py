@@ -14,6 +14,7 @@ import pandas as pd
 from ..core.paths import resolve
 from ..core.records import TYPED_COLUMNS, display_label, load_records, read_details, read_record
 from ..verification.scoring import load_scores
+from .display import interval_cell
 
 HEADLINE = ("eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001")
 MODEL_KINDS = ("base", "prune", "distill")
@@ -113,8 +114,7 @@ def with_interval(frame: pd.DataFrame, column: str = "eer", digits: int = 2) -> 
 def interval_text(row, column: str = "eer", digits: int = 2) -> str:
     """``value [low, high]`` in percent for one row (a record row uses ``metrics.eer``, a table row ``eer``)."""
     prefix = "metrics." if f"metrics.{column}" in row else ""
-    value, low, high = (row[f"{prefix}{column}{suffix}"] for suffix in ("", " ci_low", " ci_high"))
-    return f"{100 * value:.{digits}f} [{100 * low:.{digits}f}, {100 * high:.{digits}f}]"
+    return interval_cell(*(row[f"{prefix}{column}{suffix}"] for suffix in ("", " ci_low", " ci_high")), digits=digits)
 
 
 def intervals_separate(a, b, column: str = "eer") -> bool:
@@ -271,7 +271,6 @@ def synthetic_banner(synthetic: bool):
 
 def evaluation_summary(report: dict, name: str) -> pd.DataFrame:
     """One model's headline numbers (EER with interval, TAR at FAR, trial counts, AUC), rates in percent."""
-    from .display import interval_cell
 
     return pd.DataFrame([{"model": name, "EER % [95% CI]": interval_cell(report["eer"], report["eer ci_low"],
                                                                         report["eer ci_high"]),

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..core.environment import RunSettings
 from .metrics import ErrorCurve
-from .paired import PairedDifference, holm, metric_function, summarize
+from .paired import PairedDifference, holm, resampled_values, summarize
 from .resampling import resampler_for
 
 CONDITIONS = ("phone", "light", "session")  # capture conditions of an image, kept for both sides of a trial
@@ -127,19 +127,12 @@ def _subjects(score_file: dict, mask: np.ndarray) -> int:
     return len(set(score_file["probe_subject"][mask]) | set(score_file["reference_subject"][mask]))
 
 
-def resampled_values(score_sets: list, resampler, metric) -> tuple[np.ndarray, np.ndarray]:
-    """Like :func:`.paired.resampled_values`, for metrics on a subset: a draw that leaves a subset without
-    genuine or impostor trials (NaN) is dropped before the spread is widened."""
-    functions = [metric_function(metric, scores, resampler.genuine) for scores in score_sets]
-    ones = np.ones(len(resampler.genuine))
-    observed = np.array([f(ones) for f in functions])
-    samples = np.array([[f(w) for f in functions] for w in resampler]).reshape(-1, len(functions))
-    return observed, resampler.widen(samples[np.isfinite(samples).all(axis=1)])
-
-
-def _interval(name, observed, samples, level) -> PairedDifference:
-    samples = samples[np.isfinite(samples)]
-    return summarize(name, observed, samples, level) if len(samples) else None
+def _resampled(score_sets: list, resampler, metric):
+    """``resampled_values``, or ``None`` when no draw kept both kinds of trial of the subset (too few subjects)."""
+    try:
+        return resampled_values(score_sets, resampler, metric)
+    except ValueError:
+        return None
 
 
 def subset_metrics(score_file: dict, masks: dict[str, np.ndarray], replicates: int = RunSettings.replicates,
@@ -157,10 +150,12 @@ def subset_metrics(score_file: dict, masks: dict[str, np.ndarray], replicates: i
             rows.append(row | {"eer": np.nan, "eer ci_low": np.nan, "eer ci_high": np.nan,
                                "note": "too few subjects"})
             continue
-        observed, samples = resampled_values([score_file["scores"]], resampler, masked_eer(mask))
-        interval = _interval(name, observed[0], samples[:, 0], level)
-        rows.append(row | {"eer": observed[0], "eer ci_low": interval.ci_low if interval else np.nan,
-                           "eer ci_high": interval.ci_high if interval else np.nan, "note": ""})
+        resampled = _resampled([score_file["scores"]], resampler, masked_eer(mask))
+        interval = resampled and summarize(name, resampled[0][0], resampled[1][:, 0], level)
+        rows.append(row | {"eer": resampled[0][0] if resampled else np.nan,
+                           "eer ci_low": interval.ci_low if interval else np.nan,
+                           "eer ci_high": interval.ci_high if interval else np.nan,
+                           "note": "" if interval else "too few subjects"})
     return pd.DataFrame(rows)
 
 
@@ -178,12 +173,13 @@ def paired_subset_changes(a: dict, b: dict, masks: dict[str, np.ndarray], replic
             rows.append({"subset": name, "change": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
                          "note": "too few subjects"})
             continue
-        observed, samples = resampled_values([a["scores"], b["scores"]], resampler, masked_eer(mask))
-        change = _interval(name, observed[0] - observed[1], samples[:, 0] - samples[:, 1], level)
-        if change is None:
+        resampled = _resampled([a["scores"], b["scores"]], resampler, masked_eer(mask))
+        if resampled is None:
             rows.append({"subset": name, "change": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan,
                          "note": "too few subjects"})
             continue
+        (observed, samples) = resampled
+        change = summarize(name, observed[0] - observed[1], samples[:, 0] - samples[:, 1], level)
         rows.append({"subset": name, "change": change.difference, "ci_low": change.ci_low,
                      "ci_high": change.ci_high, "p": change.p_value, "note": ""})
     frame = pd.DataFrame(rows, columns=["subset", "change", "ci_low", "ci_high", "p", "note"])
@@ -207,4 +203,4 @@ def paired_gap_change(a: dict, b: dict, masks: dict[str, np.ndarray], replicates
                          "trials")
     resampler = resampler_for(a, replicates, seed)
     observed, samples = resampled_values([a["scores"], b["scores"]], resampler, gap_metric(masks))
-    return _interval("eer gap", observed[0] - observed[1], samples[:, 0] - samples[:, 1], level)
+    return summarize("eer gap", observed[0] - observed[1], samples[:, 0] - samples[:, 1], level)

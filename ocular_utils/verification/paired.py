@@ -77,13 +77,16 @@ def resampled_values(score_sets: list, resampler: SubjectResampler, metric: str 
                      ) -> tuple[np.ndarray, np.ndarray]:
     """``(observed, samples)``: the metric of each score set, and its value under every draw (rows).
 
-    All score sets belong to the resampler's trial list and see the same draws; the samples' spread
-    is widened for the number of subjects (:meth:`SubjectResampler.widen`).
+    All score sets belong to the resampler's trial list and see the same draws; a draw where any
+    value is not finite (a metric on a subset the draw left without genuine or impostor trials) is
+    dropped, then the samples' spread is widened for the number of subjects
+    (:meth:`SubjectResampler.widen`).
     """
     functions = [metric_function(metric, scores, resampler.genuine) for scores in score_sets]
     ones = np.ones(len(resampler.genuine))
     observed = np.array([f(ones) for f in functions])
-    samples = np.array([[f(w) for f in functions] for w in resampler])
+    samples = np.array([[f(w) for f in functions] for w in resampler]).reshape(-1, len(functions))
+    samples = samples[np.isfinite(samples).all(axis=1)]  # a metric on a subset is NaN in a draw that empties it
     if not len(samples):
         raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")
     return observed, resampler.widen(samples)
