@@ -12,6 +12,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``data.synthetic``: the embedded synthetic periocular data set in VISOB's layout
 - ``data.visob``, ``data.ufpr``, ``data.generic``: loaders of the real layouts
 - ``data.schema``: the common image index and the errors bad input raises
+- ``data.attributes``: subject attributes (groups): VISOB's gender.json, UFPR's protocol columns, a CSV
 - ``data.protocols``: subject-independent splits and verification trials
 - ``data.images``: decoded image store, training batches, augmentation
 - ``data.config``: ``DataConfig``, the data section of a profile

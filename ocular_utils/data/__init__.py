@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .attributes import subject_attributes
 from .config import DataConfig
 from .generic import load_generic
 from .schema import DatasetError, OcularDataset
@@ -35,14 +36,19 @@ def detect_layout(root: str | Path) -> str:
     raise DatasetError(f"{root} matches none of the supported layouts. Expected one of: {EXPECTED}")
 
 
-def load_dataset(root: str | Path, layout: str = DataConfig.layout) -> OcularDataset:
-    """Index the dataset at ``root`` (layout ``auto``, ``visob``, ``ufpr`` or ``generic``)."""
+def load_dataset(root: str | Path, layout: str = DataConfig.layout, attributes: str | Path | None = None
+                 ) -> OcularDataset:
+    """Index the dataset at ``root`` (layout ``auto``, ``visob``, ``ufpr`` or ``generic``) with its subject
+    attributes (``attributes``: a ``subject,attribute,value`` CSV; default ``<root>/subject_attributes.csv``)."""
     if layout == "auto":
         layout = detect_layout(root)
     loaders = {"visob": load_visob, "ufpr": load_ufpr, "generic": load_generic}
     if layout not in loaders:
         raise ValueError(f"unknown layout {layout!r}; expected 'auto' or one of {list(loaders)}")
-    return loaders[layout](root)
+    dataset = loaders[layout](root)
+    dataset.attributes, notes = subject_attributes(dataset, attributes)
+    dataset.notes += notes
+    return dataset
 
 
 __all__ = ["DatasetError", "OcularDataset", "detect_layout", "load_dataset", "load_generic", "load_ufpr",

@@ -22,6 +22,7 @@ class DataConfig(Settings):
     eyes: str = "separate"
     min_images: int = 2
     image_size: list = field(default_factory=lambda: [32, 48])
+    attributes: str | None = None  # subject,attribute,value CSV (default: <root>/subject_attributes.csv if present)
     cache_dir: str | None = None
     on_corrupt: str = "error"
     workers: int = 0

@@ -71,7 +71,7 @@ def index_data(config: DataConfig, progress: bool = False) -> OcularDataset:
     root = resolve(config.root)
     if config.synthetic is not None:
         generate_visob_like(root, SyntheticConfig(**config.synthetic), progress=progress)
-    return load_dataset(root, config.layout)
+    return load_dataset(root, config.layout, resolve(config.attributes))
 
 
 def split_data(dataset: OcularDataset, config: DataConfig) -> Split:

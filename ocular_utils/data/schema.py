@@ -28,6 +28,7 @@ class OcularDataset:
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
     protocols: dict = field(default_factory=dict)
+    attributes: pd.DataFrame = field(default_factory=pd.DataFrame)  # subject -> one column per attribute
 
     def __post_init__(self):
         missing = [c for c in COLUMNS if c not in self.frame.columns]

@@ -5,6 +5,10 @@ thickness, skin tone and texture, marks); every image adds nuisance (lighting, p
 pose, gaze, eyelid opening, left/right eye). Images are deterministic functions of
 ``(seed, subject, visit, phone, light, image, eye)`` so generation is reproducible and parallel.
 
+Synthetic subject groups (:func:`synthetic_groups`: skin-tone group and eyelid opening, read off
+the traits that draw the images) go to ``subject_attributes.csv`` at the root, so the "who pays"
+chapter has groups to compare; a synthetic group effect says nothing about people.
+
 Layout (as VISOB is distributed, folder names deliberately inconsistent)::
 
     <root>/<phone>_<light>_short/<phone>_<light>_short/{enrollments_rgb,verifications_rgb}/
@@ -24,7 +28,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..core.atomic import atomic_write_json
+from ..core.atomic import atomic_write_bytes, atomic_write_json
+from .attributes import ATTRIBUTE_FILE
 
 PHONES = ("iphone", "samsung", "oppo")
 LIGHTS = ("office", "dim_light", "day_light")
@@ -127,10 +132,12 @@ def sample_traits(seed: int, subject: int) -> dict:
     """Stable identity traits of one subject (both eyes share most of them)."""
     rng = np.random.default_rng([seed, subject, 1])
     iris_base = IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))] * rng.uniform(0.8, 1.2, 3)
-    skin_base = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.08, 3)
+    skin_index = int(rng.integers(len(SKIN_TONES)))
+    skin_base = SKIN_TONES[skin_index] * rng.uniform(0.92, 1.08, 3)
     hair = np.clip(rng.uniform(0.04, 0.35) * np.array([1.0, 0.8, 0.6]) * rng.uniform(0.8, 1.2, 3), 0, 1)
     traits = {
         "skin": np.clip(skin_base, 0, 1),
+        "skin_index": skin_index,
         "skin_waves": rng.normal(0, 1, (6, 4)),  # frequency x, frequency y, phase, amplitude
         "eye_width": rng.uniform(0.85, 1.2),
         "upper_lid": rng.uniform(0.32, 0.52),
@@ -156,6 +163,30 @@ def sample_traits(seed: int, subject: int) -> dict:
         "sclera": np.clip(np.array([0.93, 0.90, 0.86]) * rng.uniform(0.9, 1.02, 3), 0, 1),
     }
     return traits
+
+
+# Synthetic subject groups, read off traits that shape the images (labels of synthetic faces, not of people).
+SKIN_GROUPS = ("lighter", "lighter", "medium", "medium", "darker", "darker")  # by index into SKIN_TONES
+EYELID_SPLIT = 0.42  # upper-lid height (uniform in [0.32, 0.52]) below which the eye reads "narrow"
+
+
+def synthetic_groups(config: SyntheticConfig) -> list[dict]:
+    """Rows ``subject, attribute, value`` of the synthetic groups: skin-tone group and eyelid opening."""
+    rows = []
+    for index, subject in enumerate(subject_ids(config)):
+        traits = sample_traits(config.seed, index)
+        rows.append({"subject": subject, "attribute": "skin tone (synthetic)",
+                     "value": SKIN_GROUPS[traits["skin_index"]]})
+        rows.append({"subject": subject, "attribute": "eyelid opening (synthetic)",
+                     "value": "narrow" if traits["upper_lid"] < EYELID_SPLIT else "wide"})
+    return rows
+
+
+def write_synthetic_groups(root: Path, config: SyntheticConfig) -> Path:
+    """Write the synthetic groups as ``<root>/subject_attributes.csv`` (the generic attribute table)."""
+    lines = ["subject,attribute,value"] + [f"{r['subject']},{r['attribute']},{r['value']}"
+                                           for r in synthetic_groups(config)]
+    return atomic_write_bytes(root / ATTRIBUTE_FILE, ("\n".join(lines) + "\n").encode())
 
 
 def eye_traits(traits: dict, seed: int, subject: int, eye: str) -> dict:
@@ -331,6 +362,8 @@ def generate_visob_like(root: str | os.PathLike, config: SyntheticConfig | None 
     if manifest.is_file():
         existing = json.loads(manifest.read_text())
         if existing.get("fingerprint") == config.fingerprint():
+            if not (root / ATTRIBUTE_FILE).is_file():  # generated before the groups were written
+                write_synthetic_groups(root, config)
             return root
         raise FileExistsError(
             f"{root} holds a synthetic dataset with other parameters (fingerprint "
@@ -357,5 +390,6 @@ def generate_visob_like(root: str | os.PathLike, config: SyntheticConfig | None 
     bar.close()
     record = {"fingerprint": config.fingerprint(), "config": asdict(config), "images": total,
               "subjects": ids, "layout": "visob", "synthetic": True}
+    write_synthetic_groups(root, config)
     atomic_write_json(manifest, record)
     return root
