@@ -88,3 +88,33 @@ def test_groups_with_one_subject_and_files_without_conditions_are_refused():
     old = {k: v for k, v in score_file.items() if "condition" not in k}
     with pytest.raises(ValueError, match="keeps no capture conditions"):
         conditions.condition_masks(old)
+
+
+@pytest.mark.parametrize("rounding, cell, subjects", [(None, None, 9), (1, None, 9), (2, 3, 9), (None, 2, 9),
+                                                     (None, 1, 4), (1, 1, 4)])
+def test_pair_curves_read_every_draw_exactly_as_weighting_every_trial(rounding, cell, subjects):
+    """The grid-and-cell reading of a curve gives, draw by draw, the EER and TAR of ErrorCurve with the trial
+    weights of that draw, ties in the scores (flat stretches of the curve) included."""
+    from ocular_utils.verification.metrics import ErrorCurve
+    from ocular_utils.verification.pair_curves import PairCurve
+
+    rng = np.random.default_rng(3)
+    subject = np.repeat(np.arange(subjects), 5)
+    a, b = np.triu_indices(len(subject), 1)
+    probe, reference = subject[a], subject[b]
+    genuine = probe == reference
+    scores = np.where(genuine, 1.0, 0.0) + rng.normal(0, 0.8, len(a))
+    scores = np.round(scores, rounding) if rounding else scores
+    impostor_pair = np.where(genuine, -1, probe * subjects + reference)
+    curve = PairCurve(scores, genuine, np.where(genuine, probe, -1), impostor_pair, subjects, subjects * subjects, cell)
+    counts = np.stack([np.bincount(rng.integers(0, subjects, subjects), minlength=subjects) for _ in range(400)])
+    eers, tars = curve.read(counts.T.astype(float),
+                            (counts[:, :, None] * counts[:, None, :]).reshape(len(counts), -1).T.astype(float), 0.05)
+    exact = ErrorCurve(scores[genuine], scores[~genuine])
+    for draw, (eer_value, tar_value) in enumerate(zip(eers, tars)):
+        weights = np.where(genuine, counts[draw, probe], counts[draw, probe] * counts[draw, reference]).astype(float)
+        if weights[genuine].sum() == 0 or weights[~genuine].sum() == 0:
+            assert np.isnan(eer_value)
+            continue
+        assert eer_value == pytest.approx(exact.eer(weights[genuine], weights[~genuine])[0], abs=1e-12)
+        assert tar_value == pytest.approx(exact.tar_at_far(0.05, weights[genuine], weights[~genuine]), abs=1e-12)

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ..core.environment import RunSettings
-from .paired import resampled_values, summarize
+from .paired import holm, resampled_values, summarize
 from .resampling import SubjectResampler
 
 EFFECT_SIDES = {"probe": (1.0, 0.15), "both": (0.7, 0.7), "reference": (0.15, 1.0)}  # (probe sd, reference sd)
@@ -121,3 +121,37 @@ def rejection_rate(design: Design, datasets: int, replicates: int = RunSettings.
             "rate": {side: rejected[side] / datasets for side in sides},
             "bootstrap_se": {side: float(np.mean(errors[side])) for side in sides},
             "true_sd": float(np.std(observed_differences, ddof=1)) if datasets > 1 else float("nan")}
+
+
+def gap_rejection_rate(design: Design, datasets: int, replicates: int = RunSettings.replicates, alpha: float = 0.05,
+                       seed: int = 0, group_effect: float = 0.4, extra_effect: float = 0.0) -> dict:
+    """Share of simulated data sets in which the paired change of the EER gap between two subject groups, and
+    the Holm-adjusted per-group EER changes, reject at ``alpha``.
+
+    Subjects alternate between groups "A" and "B"; in both models the impostor scores between two subjects of
+    group B are raised by ``group_effect`` (a real gap that both models share). ``extra_effect`` raises them
+    further in model a only: 0 gives the false-positive rate, more the power of "a widens the gap".
+    """
+    from .conditions import group_masks, subset_draws
+
+    trials = simulated_trials(design)
+    genuine = trials["genuine"].to_numpy()
+    groups = pd.Series({str(s): "AB"[s % 2] for s in range(design.subjects)})
+    in_b = (trials["probe_subject"] % 2 == 1).to_numpy() & (trials["reference_subject"] % 2 == 1).to_numpy()
+    base = {"genuine": genuine, "trial_list": "simulated", "probe_subject": trials["probe_subject"].to_numpy(str),
+            "reference_subject": trials["reference_subject"].to_numpy(str)}
+    masks = group_masks(base, groups)
+    rng = np.random.default_rng(seed)
+    gap_rejected = family_rejected = 0
+    for k in range(datasets):
+        files = {}
+        for name, effect in (("a", group_effect + extra_effect), ("b", group_effect)):
+            scores = simulated_scores(design, trials, rng)
+            files[name] = base | {"scores": np.where(in_b & ~genuine, scores + effect, scores)}
+        draws = subset_draws(files, masks, replicates, seed * 100_003 + k)
+        gap_rejected += draws.gap_change("a", "b", list(masks), 1 - alpha).p_value < alpha
+        p = np.array([draws.change("a", "b", group, "eer", 1 - alpha).p_value for group in masks])
+        family_rejected += bool((holm(p) < alpha).any())
+    return {"design": design, "datasets": datasets, "replicates": replicates, "alpha": alpha,
+            "group_effect": group_effect, "extra_effect": extra_effect,
+            "gap_rate": gap_rejected / datasets, "family_rate": family_rejected / datasets}

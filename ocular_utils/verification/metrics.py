@@ -68,16 +68,27 @@ class ErrorCurve:
 
     def eer(self, genuine_weights=None, impostor_weights=None) -> tuple[float, float]:
         """(EER, threshold) under the pinned convention."""
-        c = self.curve(genuine_weights, impostor_weights)
-        gap = np.abs(c.far - c.frr)
-        k = int(np.flatnonzero(gap <= gap.min() + 1e-12)[0])  # ties (up to rounding): the lowest threshold
-        return float((c.far[k] + c.frr[k]) / 2), float(c.thresholds[k])
+        return _eer_of(self.curve(genuine_weights, impostor_weights))
 
     def tar_at_far(self, far: float, genuine_weights=None, impostor_weights=None) -> float:
         """TAR at the lowest threshold whose FAR does not exceed ``far``."""
+        return _tar_of(self.curve(genuine_weights, impostor_weights), far)
+
+    def eer_and_tar(self, far: float, genuine_weights=None, impostor_weights=None) -> tuple[float, float]:
+        """(EER, TAR at ``far``) from one weighted curve (what a bootstrap replicate needs of both)."""
         c = self.curve(genuine_weights, impostor_weights)
-        k = int(np.argmax(c.far <= far + 1e-12))  # FAR is non-increasing; +inf always satisfies it
-        return float(1.0 - c.frr[k])
+        return _eer_of(c)[0], _tar_of(c, far)
+
+
+def _eer_of(c: _Curve) -> tuple[float, float]:
+    gap = np.abs(c.far - c.frr)
+    k = int(np.flatnonzero(gap <= gap.min() + 1e-12)[0])  # ties (up to rounding): the lowest threshold
+    return float((c.far[k] + c.frr[k]) / 2), float(c.thresholds[k])
+
+
+def _tar_of(c: _Curve, far: float) -> float:
+    k = int(np.argmax(c.far <= far + 1e-12))  # FAR is non-increasing; +inf always satisfies it
+    return float(1.0 - c.frr[k])
 
 
 def eer(genuine, impostor) -> float:
