@@ -36,6 +36,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``verification.paired``: paired differences on the same trials, at several looks; Holm, IUT, non-inferiority
 - ``verification.calibration``: simulated data sets that check the paired test's level and power
 - ``verification.conditions``: EER by capture condition and subject group; paired changes and group gaps
+- ``verification.pair_curves``: exact EER and TAR of one score set under many subject draws at once
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
 - ``deployment.quantize``: ``QuantizationConfig``; int8 for ExecuTorch (PT2E, XNNPACK) and ONNX Runtime (QDQ)
@@ -49,6 +50,7 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``report.plots``: every figure of the book (style applied by ``apply_style``)
 - ``report.timing``: where the time goes (seconds per phase, fixed overhead, throughput)
 - ``report.phone``: every route on the phone axes, the best route under a budget, the verdict
+- ``report.who_pays``: who pays for compression: condition and group EER changes against parent and base
 - ``report.findings``: each chapter's opening numbers, glued (myst_nb) for its prose and the intro's headline table
 - ``runner.profiles``: ``Profile`` and the shipped YAML profiles
 - ``runner.plan``: a profile's grid of notebook executions

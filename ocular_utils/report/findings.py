@@ -166,3 +166,31 @@ def timing_findings(phases: pd.DataFrame) -> dict:
     return {"timing_total_hours": float(totals.sum()) / 3600,
             "timing_largest_kind": str(totals.idxmax()) if len(totals) else "none",
             "timing_largest_share": 100 * float(totals.max() / totals.sum()) if len(totals) else float("nan")}
+
+
+def _change_text(row, what: str) -> str:
+    if row is None:
+        return "not measured (too few test subjects)"
+    return (f"{row['model']}, {row[what]}: {100 * row['change']:+.2f} points [{100 * row['ci_low']:+.2f}, "
+            f"{100 * row['ci_high']:+.2f}] against {row['against']} (Holm p over all {row['tests']} tests "
+            f"{'< 0.001' if row['p_all'] < 0.001 else format(row['p_all'], '.3f')})")
+
+
+def who_pays_findings(changes: pd.DataFrame, gap_changes: pd.DataFrame, ratios: pd.DataFrame) -> dict:
+    """The who-pays chapter's values: the largest condition change and group-gap change of compression (against
+    the base) with intervals, how many condition cells got worse and how many models widen a gap."""
+    from .who_pays import largest
+
+    condition, group = largest(changes), largest(gap_changes) if len(gap_changes) else None
+    base_ratio = ratios.iloc[0] if len(ratios) else None
+    return {
+        "pays_condition_text": _change_text(condition, "condition"),
+        "pays_group_text": _change_text(group, "attribute"),
+        "pays_paid_cells": int(changes["paid"].sum()) if len(changes) else 0,
+        "pays_tested_cells": int(changes["p"].notna().sum()) if len(changes) else 0,
+        "pays_widening_models": int(gap_changes.loc[gap_changes["widens"], "model"].nunique())
+        if len(gap_changes) else 0,
+        "pays_models": int(changes["model"].nunique()) if len(changes) else 0,
+        "pays_base_phone_ratio": "n/a" if base_ratio is None or pd.isna(base_ratio["ratio"])
+        else f"{base_ratio['ratio']:.2f} [{base_ratio['ci_low']:.2f}, {base_ratio['ci_high']:.2f}]",
+    }

@@ -331,3 +331,21 @@ def finding_forest(comparisons: pd.DataFrame, verdict_table: pd.DataFrame, key: 
         return fig
     title = "; ".join(f"{v['verdict']} ({v['on']})" for _, v in verdict.iterrows())
     return forest(rows, margin, title, verdict["rule"].iloc[0], synthetic)
+
+
+def condition_heatmap(points: pd.DataFrame, marked: pd.DataFrame, title: str, synthetic: bool = False):
+    """Paired EER change (points) per model (rows) and capture condition (columns), centred on zero; ``marked``
+    (same shape, booleans) puts a * on the cells whose change holds after Holm."""
+    fig, ax = plt.subplots(figsize=(1.1 + 0.75 * points.shape[1], 1.2 + 0.38 * len(points)))
+    labels = points.map(lambda v: "" if pd.isna(v) else f"{v:+.1f}") + marked.reindex_like(points).fillna(False).map(
+        lambda m: "*" if m else "")
+    limit = float(np.nanmax(np.abs(points.to_numpy()))) if np.isfinite(points.to_numpy()).any() else 1.0
+    sns.heatmap(points, annot=labels, fmt="", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, ax=ax,
+                cbar_kws={"label": "EER change (points)"}, annot_kws={"fontsize": 7}, linewidths=0.5)
+    ax.set(xlabel="", ylabel="", title=title)
+    ax.tick_params(axis="x", labelrotation=40, labelsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    plt.setp(ax.get_xticklabels(), ha="right")
+    synthetic_tag(ax, synthetic)
+    fig.tight_layout()
+    return fig

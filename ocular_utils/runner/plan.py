@@ -48,6 +48,7 @@ NOTEBOOKS = {
     "timing": "timing.ipynb",
     "quantize": "quantize.ipynb",
     "phone": "phone.ipynb",
+    "who_pays": "who_pays.ipynb",
 }
 
 
@@ -189,6 +190,8 @@ class Planner:
                      replicates=max(p.replicates, VERDICT_REPLICATES))
         self.chapter("phone", models + route_parents + quantized, also=[latency], latency_dir=str(latency.run_dir),
                      device_csv_dir="data", replicates=max(p.replicates, VERDICT_REPLICATES))
+        self.chapter("who_pays", models + route_parents + quantized, data=data, headline=p.budget.headline_ratio,
+                     replicates=max(p.replicates, VERDICT_REPLICATES))
         self.chapter("timing", models + route_parents + quantized + sweep + checks + [self.units["data"], latency])
         return self.units
 
