@@ -94,6 +94,9 @@ def test_smoke_study_resumes_after_a_kill_and_builds_the_book(tmp_path):
     assert check_book(html) >= 10
     baseline = next(html.rglob("train_base.html")).read_text()
     assert "Synthetic data." in baseline
+    who_pays = next(html.rglob("who_pays.html")).read_text()
+    assert "Who pays for compression" in who_pays and "Synthetic groups." in who_pays
+    assert "too few subjects" in who_pays  # 5 test subjects: groups are named as too small, not given numbers
     again = subprocess.run(command + ["--no-book"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert f"executed 0, skipped (already complete) {len(units)}" in again.stdout
     assert "ERROR" not in finished.stderr + again.stderr, "kernel shutdowns must not log errors"

@@ -224,6 +224,22 @@ def export_coreml_runs(models: pd.DataFrame, input_size: tuple[int, int], export
     return pd.DataFrame(rows, columns=["run", "input", "runtime", "file_bytes"])
 
 
+def export_files(bench: pd.DataFrame, detail: pd.DataFrame, models: pd.DataFrame, input_size: tuple[int, int],
+                 coreml: bool, export_dir: str | Path) -> tuple[pd.DataFrame, str]:
+    """The exported files of the runtime benchmark (``bench``) and, when ``coreml`` is asked and coremltools is
+    installed, the Core ML packages of ``detail``; with a note saying what was not written and why."""
+    files = bench[bench["file_bytes"].notna()][["label", "runtime", "input", "file_bytes", "max_abs_diff"]]
+    note = ""
+    if coreml and export.coreml_available():
+        packages = export_coreml_runs(detail, input_size, export_dir)
+        files = pd.concat([files, packages.merge(models[["run", "label"]], on="run").drop(columns="run")],
+                          ignore_index=True)
+    else:
+        note = "coremltools is not installed (or latency.coreml is false): no Core ML export"
+    return files.rename(columns={"label": "model", "file_bytes": "file bytes",
+                                 "max_abs_diff": "max abs diff to eager"}), note
+
+
 def save_latency_table(eager: pd.DataFrame, bench: pd.DataFrame, path: str | Path,
                        routes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write every model's eager timing (scope ``all models``), the runtime benchmark (``representative``) and

@@ -134,6 +134,31 @@ def time_artifacts(run_dirs, threads: int, **timing) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def time_routes(run_dirs, threads: int, **timing) -> pd.DataFrame:
+    """:func:`time_artifacts` of the quantization runs with each run's family, or an empty frame without runs."""
+    from ..core.records import load_records
+
+    if not run_dirs:
+        return pd.DataFrame(columns=["run", "runtime", "precision", "input", "median_ms", "family"])
+    families = pd.concat([load_records(resolve(run_dir)) for run_dir in run_dirs])[["run", "family"]]
+    return time_artifacts(run_dirs, threads, **timing).merge(families, on="run")
+
+
+def artifact_sizes(study_size, input_sizes) -> list[list[int]]:
+    """The input sizes a route writes artifacts for: the study's input first (it is scored), then the others."""
+    return [list(study_size)] + [list(s) for s in input_sizes if tuple(s) != tuple(study_size)]
+
+
+def parent_record(parent_dir: str | Path) -> dict:
+    """The record of a route's fp32 parent; an error naming the folder when it has not completed."""
+    from ..core.records import read_record
+
+    record = read_record(resolve(parent_dir))
+    if record is None:
+        raise FileNotFoundError(f"the parent model {parent_dir} has no record; run it first")
+    return record
+
+
 def _size(tag: str) -> tuple[int, int]:
     height, width = tag.split("x")
     return int(height), int(width)

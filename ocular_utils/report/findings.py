@@ -186,9 +186,9 @@ def who_pays_findings(changes: pd.DataFrame, gap_changes: pd.DataFrame, ratios: 
     return {
         "pays_condition_text": _change_text(condition, "condition"),
         "pays_group_text": _change_text(group, "attribute"),
-        "pays_paid_cells": int(changes["paid"].sum()) if len(changes) else 0,
+        "pays_paid_cells": int(changes["paid"].eq(True).sum()) if len(changes) else 0,  # None: not tested
         "pays_tested_cells": int(changes["p"].notna().sum()) if len(changes) else 0,
-        "pays_widening_models": int(gap_changes.loc[gap_changes["widens"], "model"].nunique())
+        "pays_widening_models": int(gap_changes.loc[gap_changes["widens"].eq(True), "model"].nunique())
         if len(gap_changes) else 0,
         "pays_models": int(changes["model"].nunique()) if len(changes) else 0,
         "pays_base_phone_ratio": "n/a" if base_ratio is None or pd.isna(base_ratio["ratio"])

@@ -43,8 +43,8 @@ def _label(record: dict) -> str:
         return f"{_label(read_record(parent_dir))} int8"
     if record["kind"] == "prune":
         upstream = read_record(resolve(record["params"]["base_dir"]))
-        if upstream["kind"] == "distill":
-            return f"{display_label(upstream)}, {display_label(record)}"
+        if upstream["kind"] == "distill":  # a pruned student: the route's role adds nothing here
+            return f"{display_label(upstream)}, {display_label(record | {'role': 'grid'})}"
     return display_label(record)
 
 
@@ -135,7 +135,8 @@ class WhoPays:
             frames.append(frame)
         out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if len(out):
-            out["paid"] = (out["change"] > 0) & (out["p_holm"] < ALPHA)
+            out["paid"] = [None if np.isnan(c) else bool(c > 0 and p < ALPHA)
+                           for c, p in zip(out["change"], out["p_holm"])]
         return out
 
     def _change_row(self, model: pd.Series, reference: str, subset: str, level: float) -> dict:
@@ -203,7 +204,8 @@ class WhoPays:
             adjusted = np.full(len(p), np.nan)
             if np.isfinite(p).any():
                 adjusted[np.isfinite(p)] = holm(p[np.isfinite(p)])
-            rows += [r | {"p_holm": a, "widens": bool(r["change"] > 0 and a < ALPHA)} for r, a in zip(family, adjusted)]
+            rows += [r | {"p_holm": a, "widens": None if np.isnan(r["change"]) else bool(r["change"] > 0 and a < ALPHA)}
+                     for r, a in zip(family, adjusted)]
         return pd.DataFrame(rows)
 
 
