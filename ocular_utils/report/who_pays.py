@@ -50,8 +50,9 @@ def _label(record: dict) -> str:
 
 def study_models(records: pd.DataFrame, headline: float, paper_method: str) -> pd.DataFrame:
     """The compressed models this chapter asks about (one row each: label, family, run folder, parent folder), the
-    base first: pruning at the headline ratio, the paper's method at every ratio, the students, the pruned
-    students, every int8 route, and any parent of those (one run per model: the grid's seed)."""
+    base first: pruning at the headline ratio, the paper's method at every ratio, the students (at B and at the
+    base's images + B), the pruned students, every int8 route, and any parent of those (one run per model: the
+    grid's seed)."""
     base_seed = records.loc[records["kind"] == "base", "seed"]
     rows = []
     for _, row in records.iterrows():
@@ -59,7 +60,7 @@ def study_models(records: pd.DataFrame, headline: float, paper_method: str) -> p
             continue
         record = read_record(row["run_dir"])
         role = record.get("role") or "grid"
-        if row["kind"] in ("prune", "distill") and (role not in ("grid", "route")
+        if row["kind"] in ("prune", "distill") and (role not in ("grid", "route", "total")
                                                    or (len(base_seed) and record.get("seed") != base_seed.iloc[0])):
             continue
         wanted = not (row["kind"] == "prune" and role == "grid") or record["method"] == paper_method or np.isclose(
