@@ -117,7 +117,8 @@ class WhoPays:
     def _reference(self, model: pd.Series, against: str) -> str | None:
         if against not in REFERENCES:
             raise ValueError(f"unknown reference {against!r}; expected one of {REFERENCES}")
-        return self.base if against == "base" else model["parent"]
+        parent = model["parent"]
+        return self.base if against == "base" else (parent if isinstance(parent, str) else None)
 
     def condition_changes(self, against: str = "base", level: float = 0.95) -> pd.DataFrame:
         """Per compressed model and condition, the paired EER change against the base or the parent, Holm within
@@ -125,7 +126,7 @@ class WhoPays:
         frames = []
         for _, model in self.compressed.iterrows():
             reference = self._reference(model, against)
-            if against == "parent" and reference == self.base:
+            if reference is None or (against == "parent" and reference == self.base):
                 continue  # made from the base: the change against its parent is the change against the base
             rows = [self._change_row(model, reference, subset, level) for subset in self.conditions]
             frame = pd.DataFrame(rows)
@@ -191,7 +192,7 @@ class WhoPays:
         rows = []
         for _, model in self.compressed.iterrows():
             reference = self._reference(model, against)
-            if against == "parent" and reference == self.base:
+            if reference is None or (against == "parent" and reference == self.base):
                 continue
             family = []
             for attribute, subsets in self.groups.items():
