@@ -175,13 +175,16 @@ register_unstructured("global_gradient", "global", "|w dL/dw|, one threshold ove
 register_unstructured("layer_gradient", "layer", "|w dL/dw|, the same fraction in every tensor")(gradient_scores)
 
 
+def pruned_tensors(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """Every ``(module, tensor name)`` of ``model`` that carries a ``torch.nn.utils.prune`` mask."""
+    return [(module, hook._tensor_name) for _, root in deployed_parts(model) for module in root.modules()
+            for hook in list(module._forward_pre_hooks.values()) if isinstance(hook, torch_prune.BasePruningMethod)]
+
+
 def make_permanent(model: nn.Module) -> nn.Module:
     """Fold masks into the weights (``prune.remove``), in place: plain tensors with zeros remain."""
-    for _, root in deployed_parts(model):
-        for module in root.modules():
-            for hook in list(module._forward_pre_hooks.values()):
-                if isinstance(hook, torch_prune.BasePruningMethod):
-                    torch_prune.remove(module, hook._tensor_name)
+    for module, name in pruned_tensors(model):
+        torch_prune.remove(module, name)
     return model
 
 
@@ -194,12 +197,7 @@ def keep_zeros_frozen(model: nn.Module) -> nn.Module:
     decay) and AdamW leave a pruned entry exactly zero, and kept entries get the same gradients as
     under the masks, so training is the same at the speed of a dense network.
     """
-    masks = {}
-    for _, root in deployed_parts(model):
-        for module in root.modules():
-            for hook in list(module._forward_pre_hooks.values()):
-                if isinstance(hook, torch_prune.BasePruningMethod):
-                    masks[(module, hook._tensor_name)] = getattr(module, hook._tensor_name + "_mask").detach().clone()
+    masks = {(module, name): getattr(module, name + "_mask").detach().clone() for module, name in pruned_tensors(model)}
     make_permanent(model)
     for (module, name), mask in masks.items():
         getattr(module, name).register_hook(lambda grad, mask=mask: grad * mask)

@@ -28,6 +28,20 @@ ATOL = 1e-3
 RTOL = 1e-3
 
 
+def size_tag(size) -> str:
+    """``'32x48'`` for an input size ``(32, 48)`` (height x width): how files and tables name an input size."""
+    return f"{size[0]}x{size[1]}"
+
+
+def size_from_tag(tag: str) -> tuple[int, int]:
+    """``(32, 48)`` from ``'32x48'``; an error naming the tag when it is not ``HEIGHTxWIDTH``."""
+    try:
+        height, width = (int(part) for part in str(tag).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"input size {tag!r} is not HEIGHTxWIDTH (e.g. 32x48)") from None
+    return height, width
+
+
 class ExportMismatchError(RuntimeError):
     """An exported model's outputs differ from eager PyTorch beyond the stated tolerance."""
 

@@ -103,7 +103,7 @@ def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = N
             name = f"{Path(run_dir).name}-{source.stem}"
             target = out_dir / f"{name}{source.suffix}"
             shutil.copyfile(source, target)
-            size = tuple(int(v) for v in artifact["input"].split("x"))
+            size = export.size_from_tag(artifact["input"])
             entries.append({
                 "model": name, "file": target.name, "route": record["details"]["route"],
                 "parent": display_label(parent), "precision": artifact["precision"], "runtime": artifact["runtime"],
@@ -115,7 +115,7 @@ def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = N
         if coreml and parent_dir not in converted:
             converted.add(parent_dir)
             scored = next(a for a in record["details"]["artifacts"] if a.get("scored"))
-            size = tuple(int(v) for v in scored["input"].split("x"))
+            size = export.size_from_tag(scored["input"])
             common = {"route": f"{record['details']['route']} (fp32 parent)", "parent": display_label(parent),
                       "input_size": scored["input"], "input_shape": [1, 3, *size],
                       "synthetic": bool(record.get("synthetic"))}

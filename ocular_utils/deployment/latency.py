@@ -135,7 +135,7 @@ def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int]
     export_dir = Path(export_dir)
     network = network.eval().cpu()
     rows = []
-    tag = f"{name}-{input_size[0]}x{input_size[1]}"
+    tag = f"{name}-{export.size_tag(input_size)}"
     for runtime in runtimes:
         difference, file_bytes = 0.0, None
         if runtime == "eager":
@@ -152,7 +152,7 @@ def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int]
             difference = export.verify_executorch(network, path, input_size)
             file_bytes = path.stat().st_size
             result = time_executorch(path, input_size, threads, **timing)
-        rows.append({"model": name, "runtime": runtime, "input": f"{input_size[0]}x{input_size[1]}",
+        rows.append({"model": name, "runtime": runtime, "input": export.size_tag(input_size),
                      "threads": threads, **asdict(result), "max_abs_diff": difference, "file_bytes": file_bytes})
     return pd.DataFrame(rows)
 
@@ -178,7 +178,7 @@ def time_eager_runs(models: pd.DataFrame, input_size: tuple[int, int], threads: 
     rows = []
     for _, row in models.iterrows():
         result = time_eager(load_network(row["run_dir"]), input_size, threads, **timing)
-        rows.append({"run": row["run"], "runtime": "eager", "input": f"{input_size[0]}x{input_size[1]}",
+        rows.append({"run": row["run"], "runtime": "eager", "input": export.size_tag(input_size),
                      "threads": threads, **asdict(result)})
     return pd.DataFrame(rows)
 
@@ -212,8 +212,8 @@ def export_coreml_runs(models: pd.DataFrame, input_size: tuple[int, int], export
     """Core ML packages of ``models`` (export only; a failure is reported in the row, not hidden)."""
     rows = []
     for _, row in models.iterrows():
-        target = Path(export_dir) / f"{row['run']}-{input_size[0]}x{input_size[1]}.mlpackage"
-        entry = {"run": row["run"], "input": f"{input_size[0]}x{input_size[1]}"}
+        target = Path(export_dir) / f"{row['run']}-{export.size_tag(input_size)}.mlpackage"
+        entry = {"run": row["run"], "input": export.size_tag(input_size)}
         try:
             export.export_coreml(load_network(row["run_dir"]), target, input_size)
             size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())

@@ -31,11 +31,6 @@ from . import export, latency, quantize
 RUNTIME_FILES = {"executorch": ".pte", "onnxruntime": ".onnx"}
 
 
-def size_tag(size) -> str:
-    """``'32x48'`` for an input size ``(32, 48)``."""
-    return f"{size[0]}x{size[1]}"
-
-
 def write_artifacts(network: nn.Module, data, calibration: pd.DataFrame, config: quantize.QuantizationConfig,
                     input_sizes, out_dir: str | Path) -> pd.DataFrame:
     """fp32 and int8 ``.pte`` and ``.onnx`` files of ``network`` at each input size; one row per file.
@@ -47,7 +42,7 @@ def write_artifacts(network: nn.Module, data, calibration: pd.DataFrame, config:
     study_size = tuple(data.image_size)
     rows = []
     for size in map(tuple, input_sizes):
-        tag = size_tag(size)
+        tag = export.size_tag(size)
         batches = quantize.calibration_batches(data.store, calibration, config.calibration_batch, size)
         if size != study_size:
             batches = batches[:1]  # latency only: one batch sets the ranges
@@ -122,12 +117,12 @@ def time_artifacts(run_dirs, threads: int, **timing) -> pd.DataFrame:
         artifacts = pd.DataFrame(record["details"]["artifacts"])
         network = deployed_network(load_model(resolve(record["params"]["parent_dir"])))
         for tag in artifacts["input"].unique():
-            result = latency.time_eager(network, _size(tag), threads, **timing)
+            result = latency.time_eager(network, export.size_from_tag(tag), threads, **timing)
             rows.append({"run": run, "runtime": "eager", "precision": "fp32", "input": tag,
                          "threads": threads, "file_bytes": None, **asdict(result)})
         for _, artifact in artifacts.iterrows():
             timer = latency.time_executorch if artifact["runtime"] == "executorch" else latency.time_onnx
-            result = timer(resolve(artifact["file"]), _size(artifact["input"]), threads, **timing)
+            result = timer(resolve(artifact["file"]), export.size_from_tag(artifact["input"]), threads, **timing)
             rows.append({"run": run, "runtime": artifact["runtime"], "precision": artifact["precision"],
                          "input": artifact["input"], "threads": threads, "file_bytes": artifact["bytes"],
                          **asdict(result)})
@@ -157,11 +152,6 @@ def parent_record(parent_dir: str | Path) -> dict:
     if record is None:
         raise FileNotFoundError(f"the parent model {parent_dir} has no record; run it first")
     return record
-
-
-def _size(tag: str) -> tuple[int, int]:
-    height, width = tag.split("x")
-    return int(height), int(width)
 
 
 def record_fields(route, parent: dict, parent_dir: str, artifacts: pd.DataFrame, scored: pd.DataFrame,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..core.paths import resolve
 from ..core.records import TYPED_COLUMNS, display_label, load_records, read_details, read_record
+from ..core.study import PAPER_METHOD
 from ..verification.scoring import load_scores
 from .display import interval_cell
 
@@ -243,7 +244,7 @@ def _curve_group(model: pd.Series, headline: float) -> str | None:
         return None
     if np.isclose(model["requested"], headline):
         return f"{model['family']} at {headline:g}x"
-    return "layer_weight at each ratio" if model["method"] == "layer_weight" else None
+    return f"{PAPER_METHOD} at each ratio" if model["method"] == PAPER_METHOD else None
 
 
 def load_results(runs=None, results_dir: str | Path | None = None, latency_dir: str | Path | None = None
