@@ -3,6 +3,7 @@
 Subpackages follow the data flow, one concern each, and each module has one job:
 
 - ``core.atomic``: atomic file writes and weights-only checkpoint loading
+- ``core.registry``: ``Registry``, the one name -> entry table behind methods and routes (clear errors)
 - ``core.environment``: device choice, seeds, thread counts, run settings, the machine's description
 - ``core.paths``: the project folder and paths relative to it
 - ``core.config``: typed settings (strict dict -> dataclass, plain dict back)

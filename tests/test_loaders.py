@@ -138,6 +138,17 @@ def test_corrupt_images_error_or_skip_but_never_silent(tmp_path, visob_root):
     assert str(victim) not in set(data.split.train["path"]) | set(data.split.test["path"])
     with pytest.raises(ValueError, match="unknown on_corrupt"):
         build_image_store(dataset.frame, (16, 24), on_corrupt="ignore")
+    cache = tmp_path / "cache"  # the cached store (decoded by two worker processes, then reused) holds the same images
+    with pytest.raises(CorruptImageError):
+        build_image_store(dataset.frame, (16, 24), cache_dir=cache, workers=2, chunk=8)
+    assert not list(cache.iterdir()), "a failed build leaves no temporary or half-written cache file"
+    cached = build_image_store(dataset.frame, (16, 24), cache_dir=cache, on_corrupt="skip", workers=2, chunk=8)
+    reused = build_image_store(dataset.frame, (16, 24), cache_dir=cache, on_corrupt="skip")
+    assert reused.decode_seconds == 0 and list(reused.corrupt["path"]) == [str(victim)]
+    for built in (cached, reused):
+        assert built.frame.equals(store.frame) and np.array_equal(np.asarray(built.pixels), store.pixels)
+    with pytest.raises(CorruptImageError):
+        build_image_store(dataset.frame, (16, 24), cache_dir=cache)  # the cache remembers what failed
 
 
 def test_identities_with_too_few_images_are_excluded_and_reported(tmp_path, visob_root):

@@ -25,7 +25,6 @@ def toy_method():
 
     yield "toy_inverse"
     registry.METHODS.pop("toy_inverse")
-    unstructured.UNSTRUCTURED_METHODS.pop("toy_inverse")
 
 
 def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_method, tiny_data, visob_root,
@@ -65,3 +64,19 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
         toy_method, 4.0, "unstructured pruning", "toy_inverse 4x")
     assert row["eer"] == evaluation.report["eer"] and row["eer_before_finetune"] == 0.5
     assert row["finetune_seconds"] == record.timings["finetune"] > 0
+
+
+def test_methods_and_routes_share_one_registry_kind_with_clear_errors():
+    from ocular_utils.compression import channels
+    from ocular_utils.compression.routes import ROUTES
+    from ocular_utils.core.registry import Registry
+
+    assert isinstance(METHODS, Registry) and isinstance(ROUTES, Registry)
+    with pytest.raises(ValueError, match=r"unknown compression method 'nope'; expected one of \[.*'layer_weight'"):
+        get_method("nope")
+    layer = torch.nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="'channel_magnitude' is channel pruning, not unstructured pruning"):
+        unstructured.prune(layer, "channel_magnitude", 4)
+    with pytest.raises(ValueError, match="'layer_weight' is unstructured pruning, not channel pruning"):
+        channels.channel_prune(layer, "layer_weight", 4, torch.zeros(1, 4))
+    assert get_method("layer_weight").parts["scope"] == "layer"

@@ -15,18 +15,16 @@ import torch_pruning as tp
 from torch import nn
 
 from ..models.counting import parameter_counts
-from .registry import CHANNEL, CompressionContext, CompressionMethod, register
+from .registry import CHANNEL, CompressionContext, CompressionMethod, get_method, register
 from .unstructured import batch_gradients, check_compression
 
-# name -> a factory of the Torch-Pruning importance criterion (filled by register_channel)
-CHANNEL_IMPORTANCE: dict[str, Callable[[], object]] = {}
 MEANINGFUL_UP_TO = 32.0  # beyond it (1/32 of the parameters) only a few channels per layer remain
 
 
 def _prune_once(model: nn.Module, method: str, ratio: float, example: torch.Tensor, batch, loss_fn,
                 round_to: int | None) -> nn.Module:
     ignored = [model.head, model.embedding] if hasattr(model, "head") else []
-    importance = CHANNEL_IMPORTANCE[method]()
+    importance = get_method(method, CHANNEL).parts["importance"]()
     pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=ratio,
                                   ignored_layers=ignored, round_to=round_to, global_pruning=False)
     if isinstance(importance, tp.importance.GroupTaylorImportance):  # first-order scores need gradients
@@ -45,8 +43,7 @@ def channel_prune(model: nn.Module, method: str, compression: float, example: to
     the result is within ``tolerance`` (relative) of the requested compression when channel
     granularity allows.
     """
-    if method not in CHANNEL_IMPORTANCE:
-        raise ValueError(f"unknown channel pruning method {method!r}; expected one of {list(CHANNEL_IMPORTANCE)}")
+    get_method(method, CHANNEL)  # a clear error for a name that is not a channel method
     compression = check_compression(compression)
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -86,8 +83,7 @@ def register_channel(name: str, importance: Callable[[], object], description: s
                              loss_fn=context.loss_fn, round_to=context.round_to)
 
     register(CompressionMethod(name, CHANNEL, apply, resizes=True, description=description,
-                               meaningful_up_to=MEANINGFUL_UP_TO))
-    CHANNEL_IMPORTANCE[name] = importance
+                               meaningful_up_to=MEANINGFUL_UP_TO, parts={"importance": importance}))
 
 
 register_channel("channel_magnitude", lambda: tp.importance.GroupMagnitudeImportance(p=1),

@@ -14,12 +14,13 @@ notebook, and appears in the chapter tables under its family.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..core.config import Settings
+from ..core.registry import Registry
 from ..training.loop import TrainConfig
 
 UNSTRUCTURED = "unstructured pruning"
@@ -47,23 +48,29 @@ class CompressionMethod:
     resizes: bool = False  # tensors shrink: the saved model reloads by resizing its architecture
     description: str = ""
     meaningful_up_to: float | None = None  # a ratio beyond which the method's models collapse (a plan warns)
+    # what the family's code needs to run the method (an unstructured method's score and scope, a channel method's
+    # importance criterion): kept on the entry, so no side table has to follow the registry
+    parts: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-METHODS: dict[str, CompressionMethod] = {}
+METHODS: Registry[CompressionMethod] = Registry("compression method")
 
 
 def register(method: CompressionMethod) -> CompressionMethod:
     """Add ``method`` to :data:`METHODS` (a name may be registered once)."""
-    if method.name in METHODS:
-        raise ValueError(f"compression method {method.name!r} is already registered")
-    METHODS[method.name] = method
-    return method
+    return METHODS.register(method.name, method)
 
 
-def get_method(name: str) -> CompressionMethod:
-    """The registered method called ``name``; a clear error listing the known ones otherwise."""
+def get_method(name: str, family: str | None = None) -> CompressionMethod:
+    """The registered method called ``name`` (of ``family`` when given); a clear error otherwise."""
+    if family is None:
+        return METHODS.lookup(name)
+    members = [n for n, m in METHODS.items() if m.family == family]
     if name not in METHODS:
-        raise ValueError(f"unknown compression method {name!r}; expected one of {list(METHODS)}")
+        raise ValueError(f"unknown {family} method {name!r}; expected one of {members}")
+    if METHODS[name].family != family:
+        raise ValueError(f"compression method {name!r} is {METHODS[name].family}, not {family}; "
+                         f"expected one of {members}")
     return METHODS[name]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.registry import Registry
+
 # What a route starts from (the planner maps each to run units of the grid).
 PARENTS = {
     "base": "the fp32 ResNet50 base",
@@ -31,24 +33,19 @@ class Route:
     description: str = ""
 
 
-ROUTES: dict[str, Route] = {}
+ROUTES: Registry[Route] = Registry("compression route")
 
 
 def register_route(route: Route) -> Route:
     """Add ``route`` to :data:`ROUTES` (a name may be registered once; parents must be known)."""
-    if route.name in ROUTES:
-        raise ValueError(f"compression route {route.name!r} is already registered")
     if route.parents not in PARENTS:
         raise ValueError(f"route {route.name!r}: unknown parents {route.parents!r}; expected one of {list(PARENTS)}")
-    ROUTES[route.name] = route
-    return route
+    return ROUTES.register(route.name, route)
 
 
 def get_route(name: str) -> Route:
     """The registered route ``name``; a clear error listing the known ones otherwise."""
-    if name not in ROUTES:
-        raise ValueError(f"unknown compression route {name!r}; expected one of {list(ROUTES)}")
-    return ROUTES[name]
+    return ROUTES.lookup(name)
 
 
 register_route(Route("int8", ("int8",), "base", description="post-training static int8 of the base"))

@@ -24,7 +24,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..models.counting import parameter_counts, prunable_tensors
 from ..models.networks import deployed_parts
-from .registry import UNSTRUCTURED, CompressionContext, CompressionMethod, register
+from .registry import UNSTRUCTURED, CompressionContext, CompressionMethod, get_method, register
 
 SCOPES = ("global", "layer", "bernoulli")
 MEANINGFUL_UP_TO = 64.0  # beyond it under 1.6% of the weights remain; models are expected to collapse to chance
@@ -108,9 +108,6 @@ def gradient_scores(model: nn.Module, tensors: list, context: CompressionContext
     return scores
 
 
-UNSTRUCTURED_METHODS: dict[str, tuple[ScoreFunction, str]] = {}
-
-
 def prune(model: nn.Module, method: str, compression: float, batch=None, loss_fn: Callable | None = None,
           seed: int = 0) -> nn.Module:
     """Prune ``model`` **in place** to ``compression`` with an unstructured ``method``; return it.
@@ -119,12 +116,10 @@ def prune(model: nn.Module, method: str, compression: float, batch=None, loss_fn
     ``loss_fn(model(x), y)`` (cross-entropy on the logits by default). Masks are
     ``torch.nn.utils.prune`` masks, so they stay frozen while fine-tuning.
     """
-    if method not in UNSTRUCTURED_METHODS:
-        raise ValueError(f"unknown unstructured pruning method {method!r}; expected one of "
-                         f"{list(UNSTRUCTURED_METHODS)}")
+    parts = get_method(method, UNSTRUCTURED).parts
     if is_pruned(model):
         raise ValueError("model already carries pruning masks; prune a dense model (or call make_permanent first)")
-    score, scope = UNSTRUCTURED_METHODS[method]
+    score, scope = parts["score"], parts["scope"]
     tensors = prunable_tensors(model)
     counts = parameter_counts(model)
     prunable_nonzero = sum(int(torch.count_nonzero(getattr(m, t).detach())) for _, m, t in tensors)
@@ -160,8 +155,8 @@ def register_unstructured(name: str, scope: str, description: str = "") -> Calla
             return keep_zeros_frozen(pruned)
 
         register(CompressionMethod(name, UNSTRUCTURED, apply, sparse_storage=True, meaningful_up_to=MEANINGFUL_UP_TO,
-                                   description=description or (score.__doc__ or "").strip()))
-        UNSTRUCTURED_METHODS[name] = (score, scope)
+                                   description=description or (score.__doc__ or "").strip(),
+                                   parts={"score": score, "scope": scope}))
         return score
 
     return decorate

@@ -8,11 +8,11 @@ Unreadable images are counted and reported: ``on_corrupt='error'`` (default) rai
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..core.atomic import atomic_write_json
+from ..core.atomic import atomic_path, atomic_write_json
 from .config import DataConfig
 from .schema import DatasetError
 
@@ -124,72 +124,83 @@ def build_image_store(frame: pd.DataFrame, size: tuple[int, int], cache_dir: str
         raise ValueError(f"unknown on_corrupt policy {on_corrupt!r}; expected one of {CORRUPT_POLICIES}")
     size = (int(size[0]), int(size[1]))
     frame = frame.reset_index(drop=True)
+    if cache_dir is None:
+        pixels = np.empty((len(frame), size[0], size[1], 3), np.uint8)
+        corrupt, seconds = _decode_all(list(frame["path"]), size, pixels, workers, chunk, on_corrupt)
+        keep = _kept(frame, corrupt)
+        return ImageStore(frame[keep].reset_index(drop=True), size,
+                          pixels[keep.to_numpy()] if len(corrupt) else pixels, corrupt, seconds)
+    cache_path = Path(cache_dir) / f"images-{size[0]}x{size[1]}-{_cache_key(list(frame['path']), size)}"
+    return _load_cached(frame, size, cache_path, on_corrupt) or _write_cache(frame, size, cache_path, workers, chunk,
+                                                                             on_corrupt)
+
+
+def _kept(frame: pd.DataFrame, corrupt: pd.DataFrame) -> pd.Series:
+    return ~frame["path"].isin(set(corrupt["path"]))
+
+
+def _cached_pixels(cache_path: Path, count: int, size: tuple[int, int]) -> np.memmap:
+    return np.memmap(cache_path.with_suffix(".u8"), dtype=np.uint8, mode="r", shape=(count, size[0], size[1], 3))
+
+
+def _load_cached(frame: pd.DataFrame, size: tuple[int, int], cache_path: Path, on_corrupt: str) -> ImageStore | None:
+    """The store a previous call wrote at ``cache_path`` (memory-mapped), or None when there is none."""
+    meta_path = cache_path.with_suffix(".json")
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    corrupt = pd.DataFrame(meta["corrupt"], columns=["path", "error"])
+    if len(corrupt) and on_corrupt == "error":
+        _raise_corrupt(corrupt)
+    keep = _kept(frame, corrupt)
+    return ImageStore(frame[keep].reset_index(drop=True), size, _cached_pixels(cache_path, meta["count"], size),
+                      corrupt, 0.0, cache_path)
+
+
+def _write_cache(frame: pd.DataFrame, size: tuple[int, int], cache_path: Path, workers: int, chunk: int,
+                 on_corrupt: str) -> ImageStore:
+    """Decode straight into the cache file (through :func:`atomic_path`: concurrent builders never share a temporary
+    file, an interrupted one leaves nothing), drop what failed, then write the cache's description."""
     paths = list(frame["path"])
-    cache_path = None
-    if cache_dir is not None:
-        key = _cache_key(paths, size)
-        cache_path = Path(cache_dir) / f"images-{size[0]}x{size[1]}-{key}"
-        meta_path = cache_path.with_suffix(".json")
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            corrupt = pd.DataFrame(meta["corrupt"], columns=["path", "error"])
-            if len(corrupt) and on_corrupt == "error":
-                _raise_corrupt(corrupt)
-            pixels = np.memmap(cache_path.with_suffix(".u8"), dtype=np.uint8, mode="r",
-                               shape=(meta["count"], size[0], size[1], 3))
-            keep = ~frame["path"].isin(set(corrupt["path"]))
-            return ImageStore(frame[keep].reset_index(drop=True), size, pixels, corrupt, 0.0, cache_path)
+    with atomic_path(cache_path.with_suffix(".u8")) as tmp:
+        pixels = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), size[0], size[1], 3))
+        corrupt, seconds = _decode_all(paths, size, pixels, workers, chunk, on_corrupt)
+        keep = _kept(frame, corrupt)
+        if len(corrupt):  # compact only when something was dropped
+            compact = np.asarray(pixels)[keep.to_numpy()]
+            del pixels
+            compact.tofile(tmp)
+        else:
+            pixels.flush()
+            del pixels
+    atomic_write_json(cache_path.with_suffix(".json"),
+                      {"count": int(keep.sum()), "size": list(size), "corrupt": corrupt.values.tolist()})
+    return ImageStore(frame[keep].reset_index(drop=True), size, _cached_pixels(cache_path, int(keep.sum()), size),
+                      corrupt, seconds, cache_path)
+
+
+def _decode_all(paths: list[str], size: tuple[int, int], out: np.ndarray, workers: int, chunk: int,
+                on_corrupt: str) -> tuple[pd.DataFrame, float]:
+    """Decode ``paths`` into ``out`` in chunks (in worker processes when ``workers`` > 1); the failures and seconds.
+    Raises :class:`CorruptImageError` on any failure under ``on_corrupt='error'``."""
     started = time.perf_counter()
     workers = workers or min(8, os.cpu_count() or 1)
     jobs = [(paths[i:i + chunk], size) for i in range(0, len(paths), chunk)]
-    shape = (len(paths), size[0], size[1], 3)
-    tmp = None
-    if cache_path is not None:  # decode straight into the cache file (unique temp name: concurrent builders)
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=cache_path.name + ".", suffix=".tmp", dir=cache_path.parent)
-        os.close(handle)
-        pixels = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-    else:
-        pixels = np.empty(shape, np.uint8)
     failures: list[tuple[str, str]] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        mapper = map
         if workers > 1 and len(jobs) > 1:
             # spawn, not fork: notebooks' kernels hold threads that a forked child would inherit half-locked
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results = pool.map(_decode_chunk, jobs)
-                for start, (block, errors) in zip(range(0, len(paths), chunk), results):
-                    pixels[start:start + len(block)] = block
-                    failures += [(paths[start + i], message) for i, message in errors]
-        else:
-            for start, job in zip(range(0, len(paths), chunk), jobs):
-                block, errors = _decode_chunk(job)
-                pixels[start:start + len(block)] = block
-                failures += [(paths[start + i], message) for i, message in errors]
-        seconds = time.perf_counter() - started
-        corrupt = pd.DataFrame(failures, columns=["path", "error"])
-        if len(corrupt) and on_corrupt == "error":
-            _raise_corrupt(corrupt)
-        keep = ~frame["path"].isin(set(corrupt["path"]))
-        if len(corrupt):  # compact only when something was dropped
-            compact = np.asarray(pixels)[keep.to_numpy()]
-            if tmp is not None:
-                del pixels
-                compact.tofile(tmp)
-            pixels = compact
-        if tmp is not None:
-            if isinstance(pixels, np.memmap):
-                pixels.flush()
-                del pixels
-            os.replace(tmp, cache_path.with_suffix(".u8"))
-            tmp = None
-            atomic_write_json(cache_path.with_suffix(".json"),
-                              {"count": int(keep.sum()), "size": list(size), "corrupt": failures})
-            pixels = np.memmap(cache_path.with_suffix(".u8"), dtype=np.uint8, mode="r",
-                               shape=(int(keep.sum()), size[0], size[1], 3))
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return ImageStore(frame[keep].reset_index(drop=True), size, pixels, corrupt, seconds, cache_path)
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers,
+                                                           mp_context=multiprocessing.get_context("spawn")))
+            mapper = pool.map
+        for start, (block, errors) in zip(range(0, len(paths), chunk), mapper(_decode_chunk, jobs)):
+            out[start:start + len(block)] = block
+            failures += [(paths[start + i], message) for i, message in errors]
+    corrupt = pd.DataFrame(failures, columns=["path", "error"])
+    if len(corrupt) and on_corrupt == "error":
+        _raise_corrupt(corrupt)
+    return corrupt, time.perf_counter() - started
 
 
 def _raise_corrupt(corrupt: pd.DataFrame) -> None:
