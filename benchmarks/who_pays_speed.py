@@ -3,7 +3,7 @@
 Builds score files the size of the default profile's test trials (``--subjects`` test subjects x 2 eyes x 18
 images: 3 phones x 3 lights x 2 visits, genuine trials within an eye, impostor trials between subjects of the
 same eye, capped at ``--impostors``) for ``--models`` models, with capture conditions and two synthetic groups,
-and times :func:`ocular_utils.verification.conditions.subset_draws` over every condition and group subset with
+and times :func:`ocular_utils.verification.subsets.subset_draws` over every condition and group subset with
 ``--replicates`` draws. For comparison it times the per-trial weighting (:class:`ErrorCurve` under each draw's
 trial weights) for one model on one subset and scales it to the same work.
 
@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ocular_utils.core.environment import describe_machine
-from ocular_utils.verification.conditions import condition_codes, condition_masks, group_masks, subset_draws
+from ocular_utils.verification.conditions import condition_codes, condition_masks, group_masks
 from ocular_utils.verification.metrics import ErrorCurve
 from ocular_utils.verification.resampling import resampler_for
+from ocular_utils.verification.subsets import subset_draws
 
 
 def score_files(subjects: int, impostors: int, models: int, seed: int) -> tuple[dict, dict]:

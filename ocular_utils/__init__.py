@@ -36,7 +36,12 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``verification.resampling``: the subject bootstrap, both subjects of every trial resampled
 - ``verification.paired``: paired differences on the same trials, at several looks; Holm, IUT, non-inferiority
 - ``verification.calibration``: simulated data sets that check the paired test's level and power
-- ``verification.conditions``: EER by capture condition and subject group; paired changes and group gaps
+- ``verification.conditions``: capture conditions of a trial's two images (codes in score files) and the trial
+  subsets of conditions and subject groups
+- ``verification.subsets``: EER by capture condition and subject group under one subject draw; paired changes
+  and group gaps
+- ``verification.multiplicity``: max-T family-wise p-values and simultaneous intervals over many statistics
+  read from one set of draws
 - ``verification.pair_curves``: exact EER and TAR of one score set under many subject draws at once
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ocular_utils.verification import conditions
+from ocular_utils.verification import conditions, subsets
 from ocular_utils.verification.metrics import eer
 
 
@@ -47,14 +47,14 @@ def test_per_condition_eer_on_hand_made_trials():
     frame, trials, scores = _trials(subjects=10)
     score_file = _score_file(frame, trials, scores)
     masks = conditions.condition_masks(score_file)
-    table = conditions.subset_metrics(score_file, masks, replicates=100).set_index("subset")
+    table = subsets.subset_metrics(score_file, masks, replicates=100).set_index("subset")
     for name in ("same phone", "cross phone"):
         mask, genuine = masks[name], trials["genuine"].to_numpy()
         expected = eer(scores[mask & genuine], scores[mask & ~genuine])
         assert table.loc[name, "eer"] == pytest.approx(expected, abs=1e-9)
         assert table.loc[name, "eer ci_low"] <= table.loc[name, "eer"] <= table.loc[name, "eer ci_high"]
     lonely = {"one subject": (trials["probe_subject"] == "s0").to_numpy() & (trials["reference_subject"] == "s0")}
-    assert conditions.subset_metrics(score_file, lonely, replicates=20).loc[0, "note"] == "too few subjects"
+    assert subsets.subset_metrics(score_file, lonely, replicates=20).loc[0, "note"] == "too few subjects"
 
 
 def test_the_paired_change_of_a_gap_sees_a_shift_of_one_group():
@@ -62,18 +62,18 @@ def test_the_paired_change_of_a_gap_sees_a_shift_of_one_group():
     groups = pd.Series({f"s{s}": "A" if s < 8 else "B" for s in range(16)})
     base = _score_file(frame, trials, scores)
     masks = conditions.group_masks(base, groups)
-    same = conditions.paired_gap_change(base, base, masks, replicates=200)
+    same = subsets.paired_gap_change(base, base, masks, replicates=200)
     assert same.difference == 0 and same.ci_low == 0 and same.ci_high == 0
     in_b = trials["probe_subject"].isin(groups.index[groups == "B"]) & trials["reference_subject"].isin(
         groups.index[groups == "B"])
     shifted = np.where(in_b & ~trials["genuine"], scores + 0.25, scores)  # group B's impostors look alike
-    worse = conditions.paired_gap_change(_score_file(frame, trials, shifted), base, masks, replicates=200)
-    gap = conditions.gap_metric(masks)
+    worse = subsets.paired_gap_change(_score_file(frame, trials, shifted), base, masks, replicates=200)
+    gap = subsets.gap_metric(masks)
     ones = np.ones(len(trials))
     expected = gap(shifted, base["genuine"], ones) - gap(scores, base["genuine"], ones)
     assert worse.difference == pytest.approx(expected) and worse.difference > 0.05
     assert worse.ci_low > 0, "the shift of one group's scores must widen the gap beyond the interval"
-    changes = conditions.paired_subset_changes(_score_file(frame, trials, shifted), base, masks, replicates=200)
+    changes = subsets.paired_subset_changes(_score_file(frame, trials, shifted), base, masks, replicates=200)
     changes = changes.set_index("subset")
     assert changes.loc["A", "change"] == 0 and changes.loc["B", "ci_low"] > 0
     assert (changes["p_holm"] >= changes["p"]).all()
@@ -84,7 +84,7 @@ def test_groups_with_one_subject_and_files_without_conditions_are_refused():
     score_file = _score_file(frame, trials, scores)
     groups = pd.Series({f"s{s}": "A" if s else "B" for s in range(6)})
     with pytest.raises(ValueError, match="too few subjects"):
-        conditions.paired_gap_change(score_file, score_file, conditions.group_masks(score_file, groups), 20)
+        subsets.paired_gap_change(score_file, score_file, conditions.group_masks(score_file, groups), 20)
     old = {k: v for k, v in score_file.items() if "condition" not in k}
     with pytest.raises(ValueError, match="keeps no capture conditions"):
         conditions.condition_masks(old)

@@ -211,6 +211,41 @@ def test_holm_on_a_hand_worked_example():
         holm([0.01, float("nan")])
 
 
+def test_max_t_holds_its_family_wise_level_and_has_no_holm_floor():
+    from ocular_utils.verification.multiplicity import max_t
+    from ocular_utils.verification.paired import holm, summarize
+
+    rng = np.random.default_rng(0)
+    m, draws = 290, 1000
+    mixing = rng.normal(size=(m, 8))  # correlated statistics, as changes read from one set of draws are
+    scale = np.sqrt((mixing ** 2).sum(axis=1) + 1)
+
+    def sample(size):
+        return (rng.normal(size=(size, 8)) @ mixing.T + rng.normal(size=(size, m))) / scale
+
+    rejected = 0
+    for _ in range(200):  # global null: the observed statistics are one more draw of the null
+        observed = sample(1)[0]
+        rejected += bool((max_t(observed, observed + sample(500)).p_values < 0.05).any())
+    assert 0.01 <= rejected / 200 <= 0.10, f"max-T family-wise rate {rejected / 200} (nominal 0.05)"
+    observed = np.zeros(m)
+    observed[0] = 8.0  # one change 8 standard deviations from zero among 289 null ones
+    samples = observed + sample(draws)
+    family = max_t(observed, samples)
+    bootstrap_p = np.array([summarize("eer", o, samples[:, i], 0.95).p_value for i, o in enumerate(observed)])
+    assert holm(bootstrap_p)[0] >= 290 * 2 / (draws + 1) > 0.5, "Holm on bootstrap p cannot go below its floor"
+    assert family.p_values[0] == pytest.approx(1 / (draws + 1)) and family.ci_low[0] > 0
+    assert (family.p_values >= 1 / (draws + 1)).all() and family.critical > 2.5  # wider than one 95% interval
+    samples[:, 5] = 0.0  # a statistic the same in every draw (identical models) is read, never deviates
+    observed[5] = 0.0
+    assert max_t(observed, samples).p_values[5] == 1.0
+    with pytest.raises(ValueError, match="draws x statistics"):
+        max_t(observed, samples[:, :3])
+    samples[:, 7] = np.nan
+    with pytest.raises(ValueError, match="finite draw"):
+        max_t(observed, samples)
+
+
 def test_claims_have_their_own_tests():
     from ocular_utils.verification.paired import PairedDifference, beats_all, non_inferior, still_improving
 

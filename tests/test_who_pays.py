@@ -29,6 +29,11 @@ def test_a_model_that_hurts_one_group_widens_the_gap_and_its_int8_child_changes_
     assert (against_parent["change"] == 0).all() and not against_parent["paid"].any()
     changes = analysis.condition_changes("base")
     assert (changes["p_holm"] >= changes["p"]).all() and set(changes["condition"]) == set(analysis.conditions)
-    found = findings.who_pays_findings(changes, analysis.gap_changes("base"), analysis.phone_ratios())
+    found = findings.who_pays_findings(analysis, changes, analysis.gap_changes("base"), analysis.phone_ratios())
     assert found["pays_group_text"].startswith("pruned") and found["pays_widening_models"] == 2
+    widest = analysis.largest_change("gap")
+    assert widest["tests"] == 2 and widest["band_low"] > 0  # studentized band, wider than the percentile interval
+    assert widest["band_high"] - widest["band_low"] > widest["ci_high"] - widest["ci_low"]
+    assert widest["p_family"] <= 2 / 301 and "simultaneous 95% interval" in found["pays_group_text"]
+    assert analysis.largest_change("condition")["tests"] == changes["p"].notna().sum()
     assert who_pays.trial_counts(analysis)["read"].eq("yes").all()

@@ -171,17 +171,21 @@ def timing_findings(phases: pd.DataFrame) -> dict:
 def _change_text(row, what: str) -> str:
     if row is None:
         return "not measured (too few test subjects)"
+    floor = 1 / (row["replicates"] + 1)
+    p_text = (f"at most {floor:.4f}, the smallest p {row['replicates']} draws can give" if row["p_family"] <= floor
+              else format(row["p_family"], ".3f"))
     return (f"{row['model']}, {row[what]}: {100 * row['change']:+.2f} points [{100 * row['ci_low']:+.2f}, "
-            f"{100 * row['ci_high']:+.2f}] against {row['against']} (Holm p over all {row['tests']} tests "
-            f"{'< 0.001' if row['p_all'] < 0.001 else format(row['p_all'], '.3f')})")
+            f"{100 * row['ci_high']:+.2f}] against {row['against']}; picked as the largest of {row['tests']} tested "
+            f"changes, whose simultaneous 95% interval is [{100 * row['band_low']:+.2f}, "
+            f"{100 * row['band_high']:+.2f}] (max-T family-wise p {p_text})")
 
 
-def who_pays_findings(changes: pd.DataFrame, gap_changes: pd.DataFrame, ratios: pd.DataFrame) -> dict:
-    """The who-pays chapter's values: the largest condition change and group-gap change of compression (against
-    the base) with intervals, how many condition cells got worse and how many models widen a gap."""
-    from .who_pays import largest
-
-    condition, group = largest(changes), largest(gap_changes) if len(gap_changes) else None
+def who_pays_findings(analysis, changes: pd.DataFrame, gap_changes: pd.DataFrame, ratios: pd.DataFrame) -> dict:
+    """The who-pays chapter's values (``analysis``: a :class:`.who_pays.WhoPays`): the largest condition change and
+    group-gap change of compression against the base, with their intervals and a family-wise test over every change
+    they were picked from, how many condition cells got worse and how many models widen a gap."""
+    condition = analysis.largest_change("condition", "base")
+    group = analysis.largest_change("gap", "base") if len(gap_changes) else None
     base_ratio = ratios.iloc[0] if len(ratios) else None
     return {
         "pays_condition_text": _change_text(condition, "condition"),

@@ -132,7 +132,8 @@ def gap_rejection_rate(design: Design, datasets: int, replicates: int = RunSetti
     group B are raised by ``group_effect`` (a real gap that both models share). ``extra_effect`` raises them
     further in model a only: 0 gives the false-positive rate, more the power of "a widens the gap".
     """
-    from .conditions import group_masks, subset_draws
+    from .conditions import group_masks
+    from .subsets import subset_draws
 
     trials = simulated_trials(design)
     genuine = trials["genuine"].to_numpy()
@@ -155,3 +156,42 @@ def gap_rejection_rate(design: Design, datasets: int, replicates: int = RunSetti
     return {"design": design, "datasets": datasets, "replicates": replicates, "alpha": alpha,
             "group_effect": group_effect, "extra_effect": extra_effect,
             "gap_rate": gap_rejected / datasets, "family_rate": family_rejected / datasets}
+
+
+def family_rejection_rate(design: Design, datasets: int, models: int = 6, replicates: int = RunSettings.replicates,
+                          alpha: float = 0.05, seed: int = 0, shift_points: float = 0.0) -> dict:
+    """Share of simulated data sets in which any change of a family rejects at ``alpha``: ``models`` models
+    against a base, each on three subsets (all trials and each of two subject groups), all read from one set of
+    subject draws, by max-T (:func:`.multiplicity.max_t`) and by Holm on the bootstrap p-values.
+
+    Every model draws its scores like the base (the global null: the family-wise error rate) unless
+    ``shift_points`` lowers the first model's true EER by that many points (the power to find it).
+    """
+    from .conditions import group_masks
+    from .multiplicity import max_t
+    from .subsets import subset_draws
+
+    trials = simulated_trials(design)
+    genuine = trials["genuine"].to_numpy()
+    base = {"genuine": genuine, "trial_list": "simulated", "probe_subject": trials["probe_subject"].to_numpy(str),
+            "reference_subject": trials["reference_subject"].to_numpy(str)}
+    masks = {"all": np.ones(len(trials), bool)} | group_masks(
+        base, pd.Series({str(s): "AB"[s % 2] for s in range(design.subjects)}))
+    shift = shift_for(design, shift_points) if shift_points else 0.0
+    rng = np.random.default_rng(seed)
+    names = [f"m{k}" for k in range(models)]
+    max_t_rejected = holm_rejected = 0
+    for k in range(datasets):
+        files = {"base": base | {"scores": simulated_scores(design, trials, rng)}}
+        files |= {name: base | {"scores": simulated_scores(design, trials, rng, shift if m == 0 else 0.0)}
+                  for m, name in enumerate(names)}
+        draws = subset_draws(files, masks, replicates, seed * 100_003 + k)
+        drawn = [draws.change_draws(name, "base", subset) for name in names for subset in masks]
+        family = max_t([o for o, _ in drawn], np.column_stack([d for _, d in drawn]), 1 - alpha)
+        p = np.array([draws.change(name, "base", subset, "eer", 1 - alpha).p_value for name in names
+                      for subset in masks])
+        max_t_rejected += bool((family.p_values < alpha).any())
+        holm_rejected += bool((holm(p) < alpha).any())
+    return {"design": design, "datasets": datasets, "models": models, "tests": models * len(masks),
+            "replicates": replicates, "alpha": alpha, "shift_points": shift_points,
+            "max_t_rate": max_t_rejected / datasets, "holm_rate": holm_rejected / datasets}
