@@ -46,10 +46,14 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``deployment.export``: ONNX, ExecuTorch and Core ML exports, checked against eager
 - ``deployment.latency``: ``LatencyConfig`` and the batch-1 timing harness per runtime
 - ``deployment.quantize``: ``QuantizationConfig``; int8 for ExecuTorch (PT2E, XNNPACK) and ONNX Runtime (QDQ)
-- ``deployment.phone``: a route's fp32 and int8 artifacts, scored through the runtimes and timed
+- ``deployment.artifacts``: a route's fp32 and int8 ``.pte`` and ``.onnx`` files at each input size
+- ``deployment.runtime_scoring``: int8 artifacts scored through ExecuTorch and ONNX Runtime, paired with the parent
+- ``deployment.route_timing``: batch-1 latency of the quantization runs' artifacts and their parents
+- ``deployment.route_record``: a quantization run's record fields and the models it descends from
 - ``deployment.kit``: the phone kit (``ocular-study export``): artifacts and their manifest
 - ``deployment.devices``: on-device latency measurements from CSV files
-- ``report.tables``: the chapters' tables and ``load_results``
+- ``report.results``: ``load_results``: the records of the runs, the typed model tables, the latency table
+- ``report.tables``: the chapters' tables built from them
 - ``report.display``: the one formatting layer of every chapter table (great_tables)
 - ``report.comparison``: the comparisons behind the verdicts, each at B and 2B
 - ``report.verdicts``: the verdict rules (settled comparisons, IUT, Holm, non-inferiority)
@@ -88,7 +92,7 @@ _PUBLIC = {
     "save_model": "models.files", "load_model": "models.files",
     # training
     "fit": "training.loop", "TrainConfig": "training.loop", "train_base_model": "training.recipes",
-    "fine_tune": "training.recipes", "BaseConfig": "training.recipes",
+    "fit_to_budget": "training.recipes", "BaseConfig": "training.recipes",
     # compression
     "METHODS": "compression.registry", "CompressionMethod": "compression.registry", "register": "compression.registry",
     "compress": "compression.registry", "PruningConfig": "compression.registry",
@@ -104,7 +108,7 @@ _PUBLIC = {
     "export_onnx": "deployment.export", "export_executorch": "deployment.export",
     "time_callable": "deployment.latency", "LatencyConfig": "deployment.latency",
     # report
-    "Record": "core.records", "load_records": "core.records", "load_results": "report.tables",
+    "Record": "core.records", "load_records": "core.records", "load_results": "report.results",
     # runner
     "load_profile": "runner.profiles", "Profile": "runner.profiles", "start_run": "runner.session",
 }

@@ -42,8 +42,8 @@ class Study:
                  "2B": scores(separation if at_double is None else at_double, jitter, 3)}
         self.scores |= {(run, look): s for look, s in looks.items()}
         defaults = dict(label=label, run_dir=run, seed=seed, eer=eer_of(looks["B"]), training_images=3072,
-                        validation_eer=validation_eer, method=None, requested=np.nan, student=None, kd_loss=None,
-                        median_ms=79.0, role="grid")
+                        validation_eer=validation_eer, method=None, requested_compression=np.nan, student=None,
+                        kd_loss=None, median_ms=79.0, role="grid")
         self.rows.append(defaults | row)
 
     def models(self) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def study(layer8=2.5, gradient8=1.5, base=2.5, layer16=1.0, student=3.5, student
                 continue
             separation = separation8 if ratio == 8 else (layer16 if ratio == 16 else base)
             s.add(f"{method} {ratio}x", separation, family="unstructured pruning", kind="prune", method=method,
-                  requested=float(ratio), compression=float(ratio))
+                  requested_compression=float(ratio), compression=float(ratio))
     for loss, shift, val in (("logit", 0.0, 0.1), ("embedding", -0.3, 0.2)):
         s.add(f"mobilenet_v2 ({loss})", student + shift, family="KD student", kind="distill", student="mobilenet_v2",
               kd_loss=loss, compression=9.0, median_ms=student_ms, validation_eer=val)
@@ -108,7 +108,7 @@ def test_no_significant_difference_is_not_non_inferiority():
     s = study()
     s.rows = [r for r in s.rows if r["label"] != "layer_weight 8x"]
     s.add("layer_weight 8x", 2.5, jitter=0.9, family="unstructured pruning", kind="prune", method="layer_weight",
-          requested=8.0, compression=8.0)
+          requested_compression=8.0, compression=8.0)
     frame, _, v = verdicts_of(s, margin=0.5)
     row = frame[(frame["finding"] == "best_ratio") & (frame["ratio"] == 8)].iloc[0]
     assert row["B low"] < 0 < row["B high"], "the difference is not significant"
@@ -161,7 +161,7 @@ def test_a_comparison_must_hold_at_twice_the_budget():
     s.rows = [r for r in s.rows if r["label"] != "global_gradient 8x"]
     # better than layer_weight at B, no longer at 2B: the comparison is unsettled and the mover named
     s.add("global_gradient 8x", 2.0, at_double=3.5, family="unstructured pruning", kind="prune",
-          method="global_gradient", requested=8.0, compression=8.0)
+          method="global_gradient", requested_compression=8.0, compression=8.0)
     models = s.models()
     frame, missing = comparison.paired_comparisons(models, replicates=200, scores=s.scores)
     frame.loc[frame["b"] == "global_gradient 8x", "b moved"] = -3.0  # what its record says it moved
@@ -175,7 +175,7 @@ def test_seeds_that_disagree_block_a_finding():
     s = study()
     for seed, separation in ((1, 1.0), (2, 3.0)):  # layer_weight 8x over seeds: sometimes worse than gradient
         s.add("layer_weight 8x", separation, seed=seed, family="unstructured pruning", kind="prune",
-              method="layer_weight", requested=8.0, compression=8.0)
+              method="layer_weight", requested_compression=8.0, compression=8.0)
     frame, _, v = verdicts_of(s)
     row = frame[(frame["finding"] == "best_method") & (frame["b"] == "global_gradient 8x")].iloc[0]
     assert row["seeds"] == 3 and row["seed low"] < 0 < row["seed high"]
@@ -201,7 +201,7 @@ def test_fair_partners_are_within_one_and_a_half_times_the_size():
 def test_seed_summary_and_primary_runs():
     s = study()
     s.add("layer_weight 8x", 2.51, seed=1, family="unstructured pruning", kind="prune", method="layer_weight",
-          requested=8.0, compression=8.0)
+          requested_compression=8.0, compression=8.0)
     models = s.models()
     summary = comparison.seed_summary(models)
     assert list(summary["model"]) == ["layer_weight 8x"] and (summary["seeds"] == 2).all()

@@ -8,9 +8,9 @@ from ocular_utils.compression.registry import compress_model, get_method
 from ocular_utils.models.counting import compression_ratio
 from ocular_utils.models.files import save_model
 from ocular_utils.models.networks import build_model
-from ocular_utils.report import tables
+from ocular_utils.report import results
 from ocular_utils.runner.session import reference_params, start_run
-from ocular_utils.training.recipes import fine_tune
+from ocular_utils.training.recipes import fit_to_budget
 from ocular_utils.verification.scoring import evaluate_on_test
 
 
@@ -49,7 +49,7 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
     assert original[kept_mask].max() <= original[~kept_mask].min(), "the toy score decides which weights stay"
     assert compression_ratio(dense) == dense_ratio, "compression leaves its input unchanged"
     with run.timed("finetune"):
-        result = fine_tune(model, run.data, run.run_dir, run.pruning.finetune, run.budget, device=run.device)
+        result = fit_to_budget(model, run.data, run.run_dir, run.pruning.finetune, run.budget, device=run.device)
     evaluation = evaluate_on_test(model, run.data, run.device, run.settings.replicates)
     record = run.finish(model, evaluation, result, family=get_method(toy_method).family, method=toy_method,
                         requested_compression=4, reference_params=reference_params(namespace["base_dir"]),
@@ -58,9 +58,9 @@ def test_registered_method_runs_through_the_grid_cell_and_the_chapter_table(toy_
     assert record.seed == 0 and isinstance(record.still_improving, bool), "records carry budget, seed, improvement"
     assert record.details["improvement"]["doubled_to"] == 32 and "validation_eer" in record.metrics
     assert record.role == "grid" and record.details["trained_images"] == 32, "trunk (16) and decay branch (16)"
-    grid = tables.load_results(results_dir=tmp_path / "runs").pruning
+    grid = results.load_results(results_dir=tmp_path / "runs").pruning
     row = grid.iloc[0]
-    assert (row["method"], row["requested"], row["family"], row["label"]) == (
+    assert (row["method"], row["requested_compression"], row["family"], row["label"]) == (
         toy_method, 4.0, "unstructured pruning", "toy_inverse 4x")
     assert row["eer"] == evaluation.report["eer"] and row["eer_before_finetune"] == 0.5
     assert row["finetune_seconds"] == record.timings["finetune"] > 0

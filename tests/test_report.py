@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ocular_utils.core.records import Record, write_record
-from ocular_utils.report import comparison, tables
+from ocular_utils.report import comparison, results, tables
 
 
 def _metrics(eer, before=None):
@@ -61,10 +61,10 @@ def results_dir(tmp_path):
 
 
 def test_compression_table_is_typed_and_sorted(results_dir):
-    grid = tables.load_results(results_dir=results_dir).pruning
-    assert list(zip(grid["method"], grid["requested"])) == [
+    grid = results.load_results(results_dir=results_dir).pruning
+    assert list(zip(grid["method"], grid["requested_compression"])) == [
         ("channel_magnitude", 8.0), ("global_gradient", 8.0), ("layer_weight", 2.0), ("layer_weight", 8.0)]
-    row = grid[(grid["method"] == "layer_weight") & (grid["requested"] == 8)].iloc[0]
+    row = grid[(grid["method"] == "layer_weight") & (grid["requested_compression"] == 8)].iloc[0]
     assert row["label"] == "layer_weight 8x" and row["compression"] == 8.01 and row["eer_before_finetune"] == 0.4
     assert row["stored_bytes"] == 125 and row["deployed_dense_bytes"] == 4000 and row["finetune_seconds"] == 3.0
     channel = grid[grid["method"] == "channel_magnitude"].iloc[0]
@@ -72,20 +72,20 @@ def test_compression_table_is_typed_and_sorted(results_dir):
 
 
 def test_student_and_model_tables(results_dir):
-    results = tables.load_results(results_dir=results_dir, latency_dir=results_dir)
-    students = results.students
+    loaded = results.load_results(results_dir=results_dir, latency_dir=results_dir)
+    students = loaded.students
     assert list(students["loss"]) == ["logit", "none"] and list(students["label"]) == [
         "mobilenet_v2 (logit)", "mobilenet_v2 (none)"]
-    models = results.models
-    assert len(models) == 7 and results.synthetic and results.latency_input == "32x48"
+    models = loaded.models
+    assert len(models) == 7 and loaded.synthetic and loaded.latency_input == "32x48"
     latency = models.set_index("run")["median_ms"]
     assert latency["base-1"] == 20.0 and latency["mv-7"] == 4.0 and pd.isna(latency["lw8-2"])
-    assert results.base["backbone"] == "resnet50"
+    assert loaded.base["backbone"] == "resnet50"
     budget = tables.budget_table(models)
     assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "images_max"] == 800
     assert budget.loc["unstructured pruning", "checked"] == 1 == budget.loc["unstructured pruning",
                                                                            "still_improving"]
-    everything = results.all_models
+    everything = loaded.all_models
     assert len(everything) == 8 and sorted(everything.loc[everything["label"] == "layer_weight 8x", "seed"]) == [0, 1]
     assert list(models.loc[models["label"] == "layer_weight 8x", "eer"]) == [0.10], "the grid's seed, once"
     genuine = np.tile(np.arange(10) < 3, 30)
@@ -97,12 +97,12 @@ def test_student_and_model_tables(results_dir):
                                           "trial_list": "one"} for i, shift in ((0, 3.0), (1, 1.0))}
     effect = comparison.teacher_effect(students, replicates=100, scores=scores)
     assert effect.loc[0, "loss"] == "logit" and effect.loc[0, "change (points)"] < 0 and effect.loc[0, "Holm p"] < 0.05
-    assert "median_ms" not in tables.load_results(results_dir=results_dir).models, "no latency table, no column"
+    assert "median_ms" not in results.load_results(results_dir=results_dir).models, "no latency table, no column"
 
 
 def test_chapter_summaries(results_dir):
-    results = tables.load_results(results_dir=results_dir)
-    grid = results.pruning
+    loaded = results.load_results(results_dir=results_dir)
+    grid = loaded.pruning
     unstructured = grid[grid["family"] == "unstructured pruning"]
     best = tables.best_per_ratio(unstructured)
     assert dict(best["method"]) == {2.0: "layer_weight", 8.0: "global_gradient"}
@@ -112,8 +112,8 @@ def test_chapter_summaries(results_dir):
     shown = tables.grid_summary(grid)
     assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "stored MB"] == 0.0
     assert shown.loc[("unstructured pruning", "layer_weight", 8.0, 0), "still improving"] == "yes"
-    assert tables.interval_text(results.base) == "5.00 [4.00, 6.00]"
-    summary = tables.model_summary(results.models)
+    assert tables.interval_text(loaded.base) == "5.00 [4.00, 6.00]"
+    summary = tables.model_summary(loaded.models)
     assert summary.loc[0, "label"] == "resnet50 (base)" and summary["latency ms"].isna().all()
 
 

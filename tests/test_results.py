@@ -65,7 +65,7 @@ def test_a_unit_is_keyed_by_the_code_its_results_depend_on(tmp_path, monkeypatch
     assert keys() == first, "a plot does not change what a training unit computes"
     assert chapter_version() != first_chapter, "a chapter draws with it"
 
-    edit("deployment/phone.py", '"""', '"""Route export edited. ')
+    edit("deployment/artifacts.py", '"""', '"""Route export edited. ')
     assert keys() == first, "no unit of the first round exports routes"
     assert versions.code_version(notebooks / "quantize.ipynb") != quantize
 

@@ -160,11 +160,11 @@ def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int]
 def detail_selection(models: pd.DataFrame, compression: float, methods) -> pd.Series:
     """Which models get every runtime: the base, the named methods at ``compression``, one run per student network.
 
-    ``models`` is :func:`ocular_utils.report.tables.model_table` (typed columns, no label parsing).
+    ``models`` is :func:`ocular_utils.report.results.model_table` (typed columns, no label parsing).
     """
     students = models["kind"] == "distill"
     first_student = students & ~models["student"].where(students).duplicated()
-    named = models["method"].isin(list(methods)) & (models["requested"] == float(compression))
+    named = models["method"].isin(list(methods)) & (models["requested_compression"] == float(compression))
     return (models["kind"] == "base") | named | first_student
 
 

@@ -22,10 +22,10 @@ from ..core.study import FAIR_FACTOR, PAPER_METHOD, fair_ratio
 from ..training.along import point_scores
 from ..verification.paired import compare_scores, holm, paired_looks
 from ..verification.scoring import load_trial_scores
-from .tables import identity_key
+from .results import identity_key
 
 LOOKS = ("B/2", "B", "2B")  # the budgets a comparison is looked at; the verdict needs B and 2B
-IDENTITY = ["kind", "method", "requested", "student", "kd_loss", "role", "training_images"]
+IDENTITY = ["kind", "method", "requested_compression", "student", "kd_loss", "role", "training_images"]
 CLAIMS = {"lower": "a has lower EER than b", "no worse": "a is no worse than b (margin delta)"}
 
 PAPER_FINDINGS = {
@@ -100,7 +100,7 @@ class RunScores:
 
 
 def _at_ratio(frame: pd.DataFrame, ratio: float) -> pd.DataFrame:
-    return frame[np.isclose(frame["requested"].astype(float), ratio)]
+    return frame[np.isclose(frame["requested_compression"].astype(float), ratio)]
 
 
 def _grid(models: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +135,7 @@ def finding_pairs(models: pd.DataFrame, headline: float = 8) -> tuple[list[dict]
     if base.empty:
         missing.append(("best_ratio", "no base model"))
     paper_runs = unstructured[unstructured["method"] == PAPER_METHOD]
-    ratios = sorted(paper_runs["requested"].dropna().unique())
+    ratios = sorted(paper_runs["requested_compression"].dropna().unique())
     if not any(np.isclose(ratios, headline)):
         missing.append(("best_ratio", f"no {PAPER_METHOD} run at {headline:g}x"))
     for ratio in ratios:
@@ -143,7 +143,7 @@ def finding_pairs(models: pd.DataFrame, headline: float = 8) -> tuple[list[dict]
         if len(row) and len(base):
             pairs.append({"finding": "best_ratio", "group": f"{PAPER_METHOD} against the base", "claim": "no worse",
                           "a": row.iloc[0], "b": base.iloc[0], "ratio": float(ratio)})
-    grid_ratios = sorted(pruned["requested"].unique())
+    grid_ratios = sorted(pruned["requested_compression"].unique())
     students = models[(models["family"] == KD_STUDENT)]
     for finding, role in (("kd_accuracy", "total"), ("kd_after_base", "grid")):
         chosen = students[students["role"].fillna("grid").eq(role)] if "role" in students else students
@@ -276,13 +276,13 @@ def partners_table(models: pd.DataFrame) -> pd.DataFrame:
     """Each student and its fair partners (pruned models within 1.5x of its compression), or why it has none."""
     models = _grid(primary(models))
     pruned = models[models["kind"] == "prune"]
-    grid = sorted(pruned["requested"].unique())
+    grid = sorted(pruned["requested_compression"].unique())
     rows = []
     for _, student in models[models["kind"] == "distill"].iterrows():
         ratio = fair_ratio(student["compression"], grid)
         rows.append({"student": student["label"], "compression": round(student["compression"], 2),
                      "partner ratio": f"{ratio:g}x" if ratio else f"none within {FAIR_FACTOR}x",
-                     "partners": int(np.isclose(pruned["requested"], ratio).sum()) if ratio else 0})
+                     "partners": int(np.isclose(pruned["requested_compression"], ratio).sum()) if ratio else 0})
     return pd.DataFrame(rows)
 
 
@@ -292,9 +292,10 @@ def best_setting_text(unstructured: pd.DataFrame, headline: float = 8) -> str:
     Descriptive only (test EERs of one seed): the verdicts are on the comparison page.
     """
     best = unstructured.loc[unstructured["eer"].idxmin()]
-    text = (f"Lowest test EER among unstructured settings: **{best['method']} at {best['requested']:g}x** "
+    text = (f"Lowest test EER among unstructured settings: **{best['method']} at {best['requested_compression']:g}x** "
             f"({100 * best['eer']:.2f}%, interval {100 * best['eer ci_low']:.2f} to {100 * best['eer ci_high']:.2f}).")
-    paper = unstructured[(unstructured["method"] == PAPER_METHOD) & np.isclose(unstructured["requested"], headline)]
+    paper = unstructured[(unstructured["method"] == PAPER_METHOD)
+                         & np.isclose(unstructured["requested_compression"], headline)]
     if len(paper):
         p = paper.iloc[0]
         text += (f" The paper's best setting, {PAPER_METHOD} at {headline:g}x, reaches {100 * p['eer']:.2f}% "

@@ -86,14 +86,14 @@ def _best(frame: pd.DataFrame) -> pd.Series:
 
 def pruning_findings(unstructured: pd.DataFrame, channel: pd.DataFrame, base: pd.Series, headline: float) -> dict:
     """The best unstructured and channel pruning settings at the headline ratio and overall."""
-    at = unstructured[np.isclose(unstructured["requested"], headline)]
+    at = unstructured[np.isclose(unstructured["requested_compression"], headline)]
     best_at, best = _best(at), _best(unstructured)
     values = {"pruning_headline": f"{headline:g}x", "pruning_base_eer": 100 * base["metrics.eer"],
               "pruning_best_label": best_at["label"], "pruning_best_eer": 100 * best_at["eer"],
               "pruning_best_vs_base": 100 * (best_at["eer"] - base["metrics.eer"]),
               "pruning_overall_label": best["label"], "pruning_overall_eer": 100 * best["eer"],
               "pruning_settings": len(unstructured) + len(channel)}
-    channel_at = channel[np.isclose(channel["requested"], headline)]
+    channel_at = channel[np.isclose(channel["requested_compression"], headline)]
     if len(channel_at):
         values |= {"channel_best_label": _best(channel_at)["label"], "channel_best_eer": 100 * _best(channel_at)["eer"]}
     else:

@@ -265,7 +265,7 @@ def latency_bars(bench: pd.DataFrame, synthetic: bool = False):
 def budget_curves(along: pd.DataFrame, base_eer: float, budget: int, synthetic: bool = False):
     """Test EER against training images for the runs evaluated along the way, one panel per group.
 
-    ``along`` is :meth:`~ocular_utils.report.tables.StudyResults.along_the_way`; the dotted line is the
+    ``along`` is :meth:`~ocular_utils.report.results.StudyResults.along_the_way`; the dotted line is the
     matched budget, the dashed line the base (trained on its own, larger budget).
     """
     groups = [g for g in along["group"].unique()]

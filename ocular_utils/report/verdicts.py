@@ -209,8 +209,9 @@ def latency_verdicts(models: pd.DataFrame, rule: str) -> list[dict]:
     out = []
     students = grid[grid["family"] == KD_STUDENT].sort_values("validation_eer").drop_duplicates("student")
     for _, student in students.iterrows():
-        ratio = fair_ratio(student["compression"], sorted(pruned["requested"].unique()))
-        partners = pruned[np.isclose(pruned["requested"], ratio)].dropna(subset=["median_ms"]) if ratio else []
+        ratio = fair_ratio(student["compression"], sorted(pruned["requested_compression"].unique()))
+        partners = (pruned[np.isclose(pruned["requested_compression"], ratio)].dropna(subset=["median_ms"])
+                    if ratio else [])
         if not len(partners):
             continue
         fastest = partners.loc[partners["median_ms"].idxmin()]

@@ -82,10 +82,3 @@ def fit_to_budget(model: torch.nn.Module, data, run_dir: str | Path, config: Tra
     # the model returned is the finished model at the budget: its validation EER, and the chunk it forked at
     return dataclasses.replace(result, best_metric=float(at_budget["val_eer"].iloc[0]),
                                best_epoch=next(k for k, forks in forks.items() if any(f.point == 1.0 for f in forks)))
-
-
-def fine_tune(model: OcularNet, data, run_dir: str | Path, config: TrainConfig, budget: RunBudget | dict,
-              device: torch.device | str = "cpu", seed: int = 0, progress: bool | str = True,
-              precision: str = "fp32") -> TrainResult:
-    """Fine-tune a compressed model in place for its budget (masks stay frozen), at ``precision``."""
-    return fit_to_budget(model, data, run_dir, config, budget, device, seed, progress, precision=precision)

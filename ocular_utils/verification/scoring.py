@@ -231,10 +231,3 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str = "eer", repl
 
     return compare_scores(load_trial_scores(run_a), load_trial_scores(run_b), metric, replicates, seed,
                           names=(str(run_a), str(run_b)))
-
-
-def load_scores(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(genuine, impostor)`` scores saved by :func:`save_scores`."""
-    with np.load(_scores_file(run_dir)) as payload:
-        scores, genuine = payload["scores"], payload["genuine"]
-    return scores[genuine], scores[~genuine]
