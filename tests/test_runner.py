@@ -304,3 +304,21 @@ def test_clean_removes_stale_runs_and_finished_checkpoints_and_status_prints_the
     assert "removed 1 stale run folders, 1 checkpoint folders of finished units" in out
     assert not stale.exists() and not (finished / "checkpoints").exists() and (finished / "record.json").is_file()
     assert (running / "checkpoints" / "last.pt").is_file(), "an unfinished training keeps what it resumes from"
+
+
+def test_every_run_starts_with_one_prelude_threads_then_seeds_then_the_device():
+    import torch
+
+    from ocular_utils.runner.session import run_prelude
+
+    threads = torch.get_num_threads()
+    try:
+        settings, device = run_prelude({"seed": 3, "threads": 1, "device": "cpu", "replicates": None})
+        first = torch.rand(3)
+        assert (settings.seed, settings.threads, torch.get_num_threads(), device.type) == (3, 1, 1, "cpu")
+        assert settings.replicates > 0, "a None setting takes its default"
+        again, chosen = run_prelude({"seed": 3, "threads": 1, "device": "cpu"}, lambda: torch.device("meta"))
+        assert torch.equal(torch.rand(3), first) and chosen.type == "meta", "the caller's device (DDP's) wins"
+        assert run_prelude({"seed": 3, "device": "cpu"}, lambda: None)[1].type == "cpu", "no DDP: the setting"
+    finally:
+        torch.set_num_threads(threads)

@@ -344,16 +344,10 @@ def command_profiles(args) -> int:
 def command_train(args) -> int:
     """Train the base model (or a student) of a profile in its run folder; DDP-aware under torchrun."""
     from ..compression.distillation import DistillationConfig, train_student
-    from ..core.environment import (
-        RUN_SETTINGS,
-        RunSettings,
-        resolve_precision,
-        seed_everything,
-        select_device,
-        set_threads,
-    )
+    from ..core.environment import resolve_precision
     from ..data.prepare import prepare_data
     from ..training.recipes import BaseConfig, train_base_model
+    from .session import run_prelude
 
     profile, units, root, _ = plan(args.profile, args.results, args.threads)
     name = "base" if args.target == "base" else f"distill/{args.student}-{args.loss}"
@@ -361,10 +355,7 @@ def command_train(args) -> int:
         raise UserError(f"profile {profile.name} has no unit {name!r} (units: {sorted(units)})")
     unit = units[name]
     params = unit.params
-    settings = RunSettings.from_dict({k: params[k] for k in RUN_SETTINGS})
-    set_threads(settings.threads)
-    seed_everything(settings.seed)
-    device = distributed.init_from_env() or select_device(settings.device)
+    settings, device = run_prelude(params, distributed.init_from_env)
     if not distributed.is_main():  # rank 0 generates and caches the data first; the others then read it
         distributed.barrier()
     data = prepare_data(params["data"], progress=distributed.is_main())

@@ -11,6 +11,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import torch
@@ -171,6 +172,18 @@ def _startup_seconds() -> float:
     return time.time() - psutil.Process().create_time()
 
 
+def run_prelude(params: dict, choose_device: Callable[[], torch.device | None] | None = None
+                ) -> tuple[RunSettings, torch.device]:
+    """The start every run shares, a notebook's or ``ocular-study train``'s: the run settings of ``params`` (a
+    missing or None setting takes its default), then torch threads, seeds and the device, in that order.
+    ``choose_device`` (e.g. DDP's, which gives each rank its own) picks the device when it returns one."""
+    settings = RunSettings.from_dict({k: params[k] for k in RUN_SETTINGS if params.get(k) is not None},
+                                     "run settings")
+    set_threads(settings.threads)
+    seed_everything(settings.seed)
+    return settings, (choose_device() if choose_device else None) or select_device(settings.device)
+
+
 def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
     """Begin a run notebook: read its parameters from ``namespace`` (the notebook's ``globals()``).
 
@@ -184,11 +197,8 @@ def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
     if missing:
         raise NameError(f"the {kind} notebook's parameters cell lacks {missing}")
     params = {name: namespace[name] for name in names}
-    settings = RunSettings.from_dict({k: params[k] for k in RUN_SETTINGS if params[k] is not None}, "run settings")
     timings = {"startup": _startup_seconds()}
-    set_threads(settings.threads)
-    seed_everything(settings.seed)
-    device = select_device(settings.device)
+    settings, device = run_prelude(params)
     sections = {name: cls.from_dict(params[name], name) for name, cls in SECTIONS.items() if name in params}
     run = Run(kind, params, resolve(params["run_dir"]), settings, device, **sections, timings=timings)
     if prepare and "data" in params:
