@@ -13,7 +13,7 @@ import yaml
 
 from ocular_utils.core.config import Settings
 from ocular_utils.core.environment import RUN_SETTINGS
-from ocular_utils.core.paths import PACKAGE_DIR, project_root
+from ocular_utils.core.paths import NOTEBOOKS, PACKAGE_DIR, project_root
 from ocular_utils.runner import book, scheduler, session
 from ocular_utils.runner.plan import Planner, Unit
 from ocular_utils.runner.profiles import Profile, available_profiles, load_profile, read_profile_file
@@ -79,7 +79,7 @@ def test_defaults_are_written_once():
                     if isinstance(value, ast.Constant) and repr(value.value) in literal.get(arg.arg, ()):
                         repeated.append(f"{path.relative_to(PACKAGE_DIR)}:{node.name}({arg.arg}={value.value!r})")
     assert not repeated, f"settings defaults written again as argument defaults: {repeated}"
-    for kind in session.PARAMETERS:
+    for kind in RUN_NOTEBOOKS:
         for name, value in _parameters_cell(kind).items():
             if name in session.SECTIONS or name == "data":
                 assert value == {}, f"{kind} notebook: {name} must be {{}} (the section's defaults)"
@@ -87,25 +87,29 @@ def test_defaults_are_written_once():
                 assert value is None, f"{kind} notebook: {name} must be None (RunSettings' default)"
 
 
-NOTEBOOKS = {"data": "data", "base": "train_base", "prune": "prune", "distill": "distill", "latency": "latency",
-             "quantize": "quantize"}
+RUN_NOTEBOOKS = ("data", "base", "prune", "distill", "latency", "quantize")
 
 
 def _parameters_cell(kind):
-    notebook = json.loads((ROOT / "notebooks" / f"{NOTEBOOKS[kind]}.ipynb").read_text())
+    notebook = json.loads((ROOT / "notebooks" / NOTEBOOKS[kind]).read_text())
     cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     namespace = {}
     exec("".join(cell["source"]), namespace)
     return {k: v for k, v in namespace.items() if not k.startswith("__")}
 
 
-def test_notebook_parameters_match_what_the_runner_reads_and_plans():
-    units = Planner(load_profile("smoke"), ROOT).build().values()
-    for kind in session.PARAMETERS:
-        declared = set(_parameters_cell(kind))
-        assert declared == set(session.PARAMETERS[kind] + session.RUN_PARAMETERS), kind
+def test_notebook_parameters_are_declared_once_and_read_from_the_notebook(tmp_path):
+    planner = Planner(load_profile("smoke"), ROOT)
+    units = planner.build().values()
+    for kind in RUN_NOTEBOOKS:
+        declared = session.declared_parameters(kind)
+        assert set(declared) == set(_parameters_cell(kind)) >= set(session.RUN_PARAMETERS), kind
         for unit in (u for u in units if u.kind == kind):
-            assert set(unit.params) <= declared, f"{unit.name} passes parameters its notebook lacks"
+            assert set(unit.params) <= set(declared), f"{unit.name} passes parameters its notebook lacks"
+    with pytest.raises(ValueError, match=r"passes \['stray'\], which prune.ipynb's parameters cell does not declare"):
+        planner.add("prune/odd", "prune", {"method": "random", "stray": 1})
+    with pytest.raises(NameError, match=r"parameters \['method'"):
+        session.start_run("prune", {name: None for name in session.declared_parameters("prune") if name != "method"})
 
 
 def _unit(name, deps=(), exclusive=False):

@@ -4,6 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# The notebook of each unit kind (runs, then chapters), under the project's notebooks/ folder
+NOTEBOOKS = {
+    "data": "data.ipynb",
+    "base": "train_base.ipynb",
+    "prune": "prune.ipynb",
+    "distill": "distill.ipynb",
+    "latency": "latency.ipynb",
+    "quantize": "quantize.ipynb",
+    "pruning_results": "pruning_results.ipynb",
+    "distillation_results": "distillation_results.ipynb",
+    "comparison": "comparison.ipynb",
+    "timing": "timing.ipynb",
+    "phone": "phone.ipynb",
+    "who_pays": "who_pays.ipynb",
+}
 
 
 def project_root() -> Path:
@@ -25,3 +40,10 @@ def resolve(path: str | Path | None) -> Path | None:
         return None
     path = Path(path)
     return path if path.is_absolute() else project_root() / path
+
+
+def notebook_path(kind: str) -> Path:
+    """The notebook a unit of ``kind`` executes (in the project's ``notebooks/``); a clear error for an unknown kind."""
+    if kind not in NOTEBOOKS:
+        raise ValueError(f"unknown unit kind {kind!r}; expected one of {list(NOTEBOOKS)}")
+    return project_root() / "notebooks" / NOTEBOOKS[kind]

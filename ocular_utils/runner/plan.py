@@ -30,26 +30,12 @@ from pathlib import Path
 from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
 from ..compression.routes import get_route
 from ..core.code_version import code_version
+from ..core.paths import NOTEBOOKS
 from ..core.records import finished_record, is_complete, run_key
 from ..core.study import PAPER_METHOD, VERDICT_REPLICATES, fair_ratio
 from ..models.counting import parameter_counts
 from ..models.networks import build_model
 from .profiles import Profile
-
-NOTEBOOKS = {
-    "data": "data.ipynb",
-    "base": "train_base.ipynb",
-    "prune": "prune.ipynb",
-    "distill": "distill.ipynb",
-    "latency": "latency.ipynb",
-    "pruning_results": "pruning_results.ipynb",
-    "distillation_results": "distillation_results.ipynb",
-    "comparison": "comparison.ipynb",
-    "timing": "timing.ipynb",
-    "quantize": "quantize.ipynb",
-    "phone": "phone.ipynb",
-    "who_pays": "who_pays.ipynb",
-}
 
 
 @dataclass
@@ -104,6 +90,15 @@ class Planner:
         self.units: dict[str, Unit] = {}
         self.notebook_dir = project_root / "notebooks"
         self.versions: dict[str, str] = {}
+        self.declared: dict[str, tuple[str, ...]] = {}
+
+    def _declared(self, kind: str) -> tuple[str, ...]:
+        """The parameter names the notebook of ``kind`` declares (its parameters cell, read once with papermill)."""
+        import papermill
+
+        if kind not in self.declared:
+            self.declared[kind] = tuple(papermill.inspect_notebook(str(self.notebook_dir / NOTEBOOKS[kind])))
+        return self.declared[kind]
 
     def _version(self, kind: str) -> str:
         notebook = self.notebook_dir / NOTEBOOKS[kind]
@@ -121,6 +116,10 @@ class Planner:
         run_dir = self.base / "runs" / kind / f"{_slug(name.split('/', 1)[-1])}-{key}"
         if kind != "chapter":  # chapters only read records; the others write theirs into run_dir
             params = params | {"run_dir": str(run_dir)}
+        undeclared = sorted(set(params) - set(self._declared(notebook_kind)))
+        if undeclared:
+            raise ValueError(f"unit {name!r} passes {undeclared}, which {NOTEBOOKS[notebook_kind]}'s parameters cell "
+                             "does not declare")
         unit = Unit(name, kind, self.notebook_dir / NOTEBOOKS[notebook_kind], params,
                     list(deps), chapter, key, run_dir,
                     gpus=1.0 if kind in ("base", "prune", "distill") and self.profile.device != "cpu" else 0.0,

@@ -20,7 +20,7 @@ from ..compression.distillation import DistillationConfig
 from ..compression.registry import PruningConfig
 from ..compression.unstructured import is_pruned, make_permanent
 from ..core.environment import RUN_SETTINGS, RunSettings, resolve_precision, seed_everything, select_device, set_threads
-from ..core.paths import resolve
+from ..core.paths import notebook_path, resolve
 from ..core.records import Record, read_record, write_record
 from ..data.images import iterate_images
 from ..data.prepare import StudyData, prepare_data
@@ -36,16 +36,8 @@ from ..training.loop import TrainResult
 from ..training.recipes import BaseConfig
 from ..verification.scoring import Evaluation, evaluate_saved_scores, save_scores
 
-# The parameters of each run notebook besides the run settings (``RUN_PARAMETERS``), and the
-# settings section each ``<name> = {...}`` parameter is read into.
-PARAMETERS = {
-    "data": ("data", "base"),
-    "base": ("data", "base"),
-    "prune": ("data", "base_dir", "method", "compression", "pruning", "budget", "role"),
-    "distill": ("data", "teacher_dir", "student", "loss", "distillation", "budget", "role"),
-    "latency": ("runs", "results_dir", "latency", "device_csv_dir", "quantized_runs"),
-    "quantize": ("data", "parent_dir", "route", "quantization", "input_sizes"),
-}
+# The parameters every run notebook declares besides its own (its parameters cell is the one place they are
+# written: :func:`declared_parameters`), and the settings section each ``<name> = {...}`` parameter is read into.
 RUN_PARAMETERS = RUN_SETTINGS + ("run_dir",)
 SECTIONS = {"base": BaseConfig, "pruning": PruningConfig, "distillation": DistillationConfig,
             "latency": LatencyConfig, "budget": RunBudget, "quantization": QuantizationConfig}
@@ -172,6 +164,13 @@ def _startup_seconds() -> float:
     return time.time() - psutil.Process().create_time()
 
 
+def declared_parameters(kind: str) -> tuple[str, ...]:
+    """The names the parameters cell of the notebook of ``kind`` declares, read from the notebook with papermill."""
+    import papermill
+
+    return tuple(papermill.inspect_notebook(str(notebook_path(kind))))
+
+
 def run_prelude(params: dict, choose_device: Callable[[], torch.device | None] | None = None
                 ) -> tuple[RunSettings, torch.device]:
     """The start every run shares, a notebook's or ``ocular-study train``'s: the run settings of ``params`` (a
@@ -190,12 +189,13 @@ def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
     Fixes threads, seeds everything and picks the device (in that order), reads each settings
     section, prepares the data (unless ``prepare`` is false) and displays the synthetic-data banner.
     """
-    if kind not in PARAMETERS:
-        raise ValueError(f"unknown run kind {kind!r}; expected one of {list(PARAMETERS)}")
-    names = PARAMETERS[kind] + RUN_PARAMETERS
+    names = declared_parameters(kind)
+    lacking = [name for name in RUN_PARAMETERS if name not in names]
+    if lacking:
+        raise NameError(f"the {kind} notebook's parameters cell lacks the run parameters {lacking}")
     missing = [name for name in names if name not in namespace]
     if missing:
-        raise NameError(f"the {kind} notebook's parameters cell lacks {missing}")
+        raise NameError(f"the {kind} notebook's parameters {missing} are not defined where the run starts")
     params = {name: namespace[name] for name in names}
     timings = {"startup": _startup_seconds()}
     settings, device = run_prelude(params)
