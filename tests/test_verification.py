@@ -293,6 +293,11 @@ def test_saved_runs_pair_only_on_the_same_trials(tmp_path):
     save_scores(Evaluation({}, pd.DataFrame(), b, other, trial_fingerprint(frame, other)), tmp_path / "c")
     with pytest.raises(ValueError, match="different trial lists"):
         compare_runs(tmp_path / "a", tmp_path / "c")
+    moved = frame.assign(path=[f"/elsewhere/clone/data/s{i % 4}/img{i}.png" for i in range(40)])
+    here = frame.assign(path=[f"/work/study/data/s{i % 4}/img{i}.png" for i in range(40)])
+    assert trial_fingerprint(moved, trials) == trial_fingerprint(here, trials), "a moved study pairs with itself"
+    renamed = here.assign(path=here["path"].str.replace("img3.png", "img3b.png"))
+    assert trial_fingerprint(renamed, trials) != trial_fingerprint(here, trials), "other images, other list"
 
 
 def test_old_score_files_without_reference_subjects_are_refused(tmp_path):

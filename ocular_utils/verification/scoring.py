@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,8 +145,11 @@ def evaluate_saved_scores(path: str | Path, data, replicates: int) -> Evaluation
 
 
 def trial_fingerprint(frame: pd.DataFrame, trials: pd.DataFrame) -> str:
-    """A hash of the test images (in order) and of each trial's probe, reference and label."""
-    digest = hashlib.sha256("\n".join(map(str, frame["path"])).encode())
+    """A hash of the test images (in order; their paths relative to the folder they share, so a study moved or
+    cloned elsewhere pairs with its own score files) and of each trial's probe, reference and label."""
+    paths = [str(p) for p in frame["path"]]
+    shared = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
+    digest = hashlib.sha256("\n".join(os.path.relpath(p, shared) if shared else p for p in paths).encode())
     for column in ("probe", "reference", "genuine"):
         digest.update(np.ascontiguousarray(trials[column].to_numpy().astype(np.int64)).tobytes())
     return digest.hexdigest()[:16]
