@@ -317,3 +317,25 @@ def test_paired_test_holds_its_level_when_identity_effects_sit_on_the_reference_
     assert result["rate"]["both"] <= 0.10, "both subjects resampled: near the nominal 0.05"
     assert result["rate"]["probe"] >= 0.15, "probe subjects only: the reference-side null is rejected far too often"
     assert abs(result["bootstrap_se"]["both"] - result["true_sd"]) < 0.3 * result["true_sd"]
+
+
+@pytest.mark.parametrize("metric", ["eer", "tar@far=0.01", "tar@far=0.2"])
+def test_paired_values_read_from_pair_counts_equal_weighting_every_trial(metric):
+    """Every paired test reads its draws from pair counts; the values are those of weighting every trial under
+    each draw, ties in the scores and draws that leave out whole subjects included."""
+    from ocular_utils.verification.paired import resampled_values
+    from ocular_utils.verification.resampling import SubjectResampler
+
+    rng = np.random.default_rng(5)
+    subject = np.repeat(np.arange(10), 4)
+    a, b = np.triu_indices(len(subject), 1)
+    probe, reference = subject[a], subject[b]
+    genuine = probe == reference
+    sets = [np.round(np.where(genuine, 1.0, 0.0) + rng.normal(0, 0.8, len(a)), digits) for digits in (1, 3, 8)]
+    resampler = SubjectResampler(genuine, probe, reference, replicates=300, seed=2)
+    by_pairs = resampled_values(sets, resampler, metric)
+    by_trials = resampled_values(sets, resampler, metric, by_pairs=False)
+    assert by_pairs[1].shape == by_trials[1].shape == (300, 3)
+    np.testing.assert_array_equal(by_pairs[0], by_trials[0])
+    np.testing.assert_allclose(by_pairs[1], by_trials[1], rtol=0, atol=1e-12)
+    assert by_pairs[1].std(axis=0).min() > 0  # the draws move the metric: the comparison is not of constants

@@ -22,6 +22,31 @@ WINDOW_COST = 1000  # cost of reading one position of a cell against one multipl
 CELL_ELEMENTS = 2_000_000  # draws x cell width read together (bounds the memory of the cells)
 
 
+def pair_weights(resampler) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per trial its pair's index, and under every draw the weight of each subject (genuine trials: subjects x
+    draws) and of each pair of subjects (impostor trials: pairs x draws) of a both-sides
+    :class:`.resampling.SubjectResampler`."""
+    subjects = len(resampler.subjects)
+    counts = np.zeros((len(resampler.draws), subjects))
+    np.add.at(counts, (np.repeat(np.arange(len(resampler.draws)), subjects), resampler.draws.ravel()), 1)
+    pairs, pair = np.unique(resampler.probe * subjects + resampler.reference, return_inverse=True)
+    i_weights = (counts[:, pairs // subjects] * counts[:, pairs % subjects]).T  # pairs x draws
+    return pair, counts.T, i_weights
+
+
+def trial_pairs(resampler, pair: np.ndarray, mask: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the trials under ``mask`` (all by default): each genuine trial's subject, each impostor trial's index
+    among the subset's impostor pairs (``-1`` on the other kind), and those pairs' rows of :func:`pair_weights`."""
+    mask = np.ones(len(resampler.genuine), bool) if mask is None else np.asarray(mask, bool)
+    genuine = resampler.genuine[mask]
+    used, local = np.unique(pair[mask][~genuine], return_inverse=True)
+    genuine_pair = np.where(genuine, resampler.probe[mask], -1)
+    impostor_pair = np.full(int(mask.sum()), -1)
+    impostor_pair[~genuine] = local
+    return genuine_pair, impostor_pair, used
+
+
 def cell_boundaries(thresholds: int, pairs: int) -> int:
     """Distinct scores per grid cell that balance the grid product (cells x pairs) against reading a cell."""
     return max(8, int(np.sqrt(thresholds * max(pairs, 1) / WINDOW_COST)))
@@ -74,15 +99,17 @@ class PairCurve:
         valid = inside & self.boundary[np.minimum(positions, len(self.scores))]
         return g, i, valid
 
-    def read(self, g_weights: np.ndarray, i_weights: np.ndarray, far: float) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, g_weights: np.ndarray, i_weights: np.ndarray, far: float | None) -> tuple[np.ndarray, np.ndarray]:
         """``(eer, tar)`` per draw: ``g_weights`` (genuine pairs x draws), ``i_weights`` (impostor pairs x draws).
-        NaN where a draw gives the subset no genuine or no impostor weight."""
+        NaN where a draw gives the subset no genuine or no impostor weight; ``far=None`` reads the EER alone (the
+        TAR is NaN), at half the cost."""
         chunk = max(1, CELL_ELEMENTS // self.width)
         parts = [self._read(g_weights[:, k:k + chunk], i_weights[:, k:k + chunk], far)
                  for k in range(0, g_weights.shape[1], chunk)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _read(self, g_weights: np.ndarray, i_weights: np.ndarray, far: float) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, g_weights: np.ndarray, i_weights: np.ndarray, far: float | None
+              ) -> tuple[np.ndarray, np.ndarray]:
         g_grid, i_grid = self.g_counts @ g_weights, self.i_counts @ i_weights
         g_total, i_total = g_grid[-1], i_grid[-1]
         usable = (g_total > 0) & (i_total > 0)
@@ -103,6 +130,8 @@ class PairCurve:
         eer[columns] = (far_w[rows, first] + frr_w[rows, first]) / 2
         # a minimum at the cell's first point may continue to the left on a flat stretch (trials of subjects the
         # draw left out): FAR - FRR is constant there only when FAR and FRR both are, so the EER is the same
+        if far is None:
+            return eer, tar
         # TAR@FAR: the first point where FAR <= far lies in the cell that ends at the first such grid point
         reached = np.argmax(far_grid <= far + TOLERANCE, axis=0)  # +inf always qualifies
         start = np.maximum(reached - 1, 0)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.environment import RunSettings
 from .metrics import ErrorCurve
+from .pair_curves import PairCurve, pair_weights, trial_pairs
 from .resampling import SubjectResampler, resampler_for
 
 # A metric on weighted trials: (scores, genuine mask, per-trial weights) -> value
@@ -73,19 +74,41 @@ def metric_function(metric: str | Metric, scores, genuine) -> Callable[[np.ndarr
     return _curve_metric(metric, scores, genuine)
 
 
-def resampled_values(score_sets: list, resampler: SubjectResampler, metric: str | Metric = "eer"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def _read_every_draw(score_sets: list, resampler: SubjectResampler, metric: str) -> np.ndarray:
+    """A named metric of every score set under every draw (draws x sets), read exactly from pair counts
+    (:class:`.pair_curves.PairCurve`: the values of weighting every trial, at a fraction of the cost); NaN in a
+    draw without genuine or impostor weight."""
+    far = float(metric.split("=", 1)[1]) if metric.startswith("tar@far=") else None  # None: the EER alone
+    pair, g_weights, i_weights = pair_weights(resampler)
+    genuine_pair, impostor_pair, used = trial_pairs(resampler, pair)
+    i_weights = i_weights[used]
+    columns = []
+    for scores in score_sets:
+        curve = PairCurve(np.asarray(scores, float).ravel(), resampler.genuine, genuine_pair, impostor_pair,
+                          g_weights.shape[0], len(used))
+        eer, tar = curve.read(g_weights, i_weights, far)
+        columns.append(eer if metric == "eer" else tar)
+    return np.stack(columns, axis=1)
+
+
+def resampled_values(score_sets: list, resampler: SubjectResampler, metric: str | Metric = "eer",
+                     by_pairs: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(observed, samples)``: the metric of each score set, and its value under every draw (rows).
 
     All score sets belong to the resampler's trial list and see the same draws; a draw where any
     value is not finite (a metric on a subset the draw left without genuine or impostor trials) is
     dropped, then the samples' spread is widened for the number of subjects
-    (:meth:`SubjectResampler.widen`).
+    (:meth:`SubjectResampler.widen`). A named metric under the both-sides bootstrap is read from pair counts
+    (``by_pairs``, the default); ``by_pairs=False`` weights every trial under every draw, the same values slower
+    (``benchmarks/paired_speed.py`` times both).
     """
     functions = [metric_function(metric, scores, resampler.genuine) for scores in score_sets]
     ones = np.ones(len(resampler.genuine))
     observed = np.array([f(ones) for f in functions])
-    samples = np.array([[f(w) for f in functions] for w in resampler]).reshape(-1, len(functions))
+    if by_pairs and isinstance(metric, str) and resampler.sides == "both":
+        samples = _read_every_draw(score_sets, resampler, metric)
+    else:
+        samples = np.array([[f(w) for f in functions] for w in resampler]).reshape(-1, len(functions))
     samples = samples[np.isfinite(samples).all(axis=1)]  # a metric on a subset is NaN in a draw that empties it
     if not len(samples):
         raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..core.environment import RunSettings
 from .metrics import ErrorCurve
-from .pair_curves import PairCurve
+from .pair_curves import PairCurve, pair_weights, trial_pairs
 from .paired import PairedDifference, holm, same_trials, summarize
 from .resampling import resampler_for
 
@@ -164,16 +164,6 @@ class SubsetDraws:
             return self._summary("eer ratio", top / bottom if bottom > 0 else np.nan, top_draws / bottom_draws, level)
 
 
-def _pair_weights(resampler) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per trial its impostor pair's index, and the draws' weights of every subject (genuine) and impostor pair."""
-    subjects = len(resampler.subjects)
-    counts = np.zeros((len(resampler.draws), subjects))
-    np.add.at(counts, (np.repeat(np.arange(len(resampler.draws)), subjects), resampler.draws.ravel()), 1)
-    pairs, pair = np.unique(resampler.probe * subjects + resampler.reference, return_inverse=True)
-    i_weights = (counts[:, pairs // subjects] * counts[:, pairs % subjects]).T  # pairs x draws
-    return pair, counts.T, i_weights
-
-
 def subset_draws(score_files: dict, masks: dict[str, np.ndarray], replicates: int = RunSettings.replicates,
                  seed: int = 0, far: float = 0.01) -> SubsetDraws:
     """EER and TAR at ``far`` of every model (``score_files``: name -> loaded score file, one trial list) on every
@@ -194,7 +184,7 @@ def subset_draws(score_files: dict, masks: dict[str, np.ndarray], replicates: in
                        for w in map(resampler.weights, resampler.draws)])
     if not usable.any():
         raise ValueError("no bootstrap replicate had both genuine and impostor trials; too few subjects")
-    pair, g_weights, i_weights = _pair_weights(resampler)
+    pair, g_weights, i_weights = pair_weights(resampler)
     g_weights, i_weights = g_weights[:, usable], i_weights[:, usable]
     shape = (len(names), len(masks))
     observed = {"eer": np.full(shape, np.nan), "tar": np.full(shape, np.nan)}
@@ -206,10 +196,7 @@ def subset_draws(score_files: dict, masks: dict[str, np.ndarray], replicates: in
         trials[subset] = (int(g.sum()), int(i.sum()), _subjects(first, mask))
         if not g.any() or not i.any():
             continue
-        used, local = np.unique(pair[i], return_inverse=True)  # this subset's impostor pairs
-        genuine_pair = np.where(genuine[mask], resampler.probe[mask], -1)
-        impostor_pair = np.full(int(mask.sum()), -1)
-        impostor_pair[~genuine[mask]] = local
+        genuine_pair, impostor_pair, used = trial_pairs(resampler, pair, mask)  # this subset's pairs
         for m, name in enumerate(names):
             scores = np.asarray(score_files[name]["scores"], float)[mask]
             curve = PairCurve(scores, genuine[mask], genuine_pair, impostor_pair, g_weights.shape[0], len(used))
