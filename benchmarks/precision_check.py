@@ -4,22 +4,26 @@ Takes a finished study (fp32 records of its ``base`` and ``prune/<paper method>-
 units), runs the same two notebooks again with ``precision="bf16"`` (the pruned model starts from
 the bf16 base; everything else as recorded) into ``<results>/<profile>-bf16``, and prints the
 paired EER difference (bf16 - fp32) of each on the same test trials, with its 95% subject-bootstrap
-interval (both subjects of a trial resampled) and the training throughput of each. The table is
-written to ``--csv`` (the book's methods page shows the committed copy).
+interval (both subjects of a trial resampled) and the training seconds of each. The table is
+written to ``--csv``, and with ``--html`` as the table the book's reproducing page shows.
 
-    python benchmarks/precision_check.py --profile default --csv benchmarks/results/precision_check.csv
+    python benchmarks/precision_check.py --profile default --csv benchmarks/results/precision_check.csv \
+        --html benchmarks/results/precision_check.html
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from ocular_utils.core.atomic import atomic_write_bytes
+from ocular_utils.core.environment import describe_machine, source_commit
 from ocular_utils.core.records import finished_record
 from ocular_utils.core.study import PAPER_METHOD
+from ocular_utils.report.display import show, write_html
 from ocular_utils.runner import scheduler
 from ocular_utils.runner.cli import plan
 from ocular_utils.verification.scoring import compare_runs
@@ -32,12 +36,25 @@ def bf16_copy(unit, root: Path, results: str, profile: str, base_dir: str | None
     return dataclasses.replace(unit, params=params, run_dir=run_dir, key=f"{unit.key}-bf16")
 
 
+def page_table(table: pd.DataFrame, heading: str):
+    """The page's table: each model's EER at fp32 and bf16, the paired change with its interval and p (the
+    training seconds stay in the CSV: the two runs may not have had the machine alike; the throughput benchmark
+    measures speed)."""
+    change = [f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in
+              zip(table["bf16 - fp32 (points)"], table["95% interval low"], table["95% interval high"])]
+    frame = table[["model", "EER fp32 (%)", "EER bf16 (%)"]].assign(**{"bf16 - fp32, points [95% interval]": change},
+                                                                    p=table["p"])
+    return show(frame, title="What bf16 training costs in accuracy (paired on the same test trials)",
+                p_values=("p",), digits={"EER fp32 (%)": 2, "EER bf16 (%)": 2}, note=heading)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="default")
     parser.add_argument("--results", default="results")
     parser.add_argument("--replicates", type=int, default=1000)
     parser.add_argument("--csv", default=None)
+    parser.add_argument("--html", default=None, help="the book's table (a great_tables HTML fragment)")
     args = parser.parse_args()
     profile, units, root, _ = plan(args.profile, args.results)
     headline = f"prune/{PAPER_METHOD}-{profile.budget.headline_ratio:g}x"
@@ -66,6 +83,14 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
         atomic_write_bytes(args.csv, table.to_csv(index=False, float_format="%.4f").encode())
+    if args.html:
+        machine = describe_machine()
+        heading = (f"Measured by benchmarks/precision_check.py at commit {source_commit()} on "
+                   f"{datetime.date.today().isoformat()}, profile "
+                   f"{profile.name} ({'SYNTHETIC data' if profile.synthetic else 'real data'}), on "
+                   f"{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}; "
+                   f"{args.replicates} subject-bootstrap replicates, both subjects of a trial resampled.")
+        write_html(page_table(table, heading), args.html)
 
 
 if __name__ == "__main__":

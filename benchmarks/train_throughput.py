@@ -5,23 +5,31 @@ thread count (one, all) and variant, a training step (forward, cross-entropy, ba
 on random batches: fp32 against bf16 autocast (``torch.autocast``; on CUDA that is AMP in bf16),
 contiguous against channels_last, eager against ``torch.compile``. Prints images/s after one
 warm-up step, the warm-up (compilation) seconds, each variant's speed-up over eager fp32
-contiguous, and for compiled variants the images after which the compile time is paid back.
+contiguous, and for compiled variants the images after which the compile time is paid back. Each
+variant runs ``--repeats`` times, interleaved with the others; the table gives the median and the
+spread (largest over smallest images/s, minus one) of its repeats.
 Says whether the CPU has native bf16 (``native_bf16``), which decides ``precision: auto``.
 
     python benchmarks/train_throughput.py                      # the whole grid (long at 224x224)
     python benchmarks/train_throughput.py --models resnet50 --sizes 32x48 --threads 1 --no-compile
+    python benchmarks/train_throughput.py --sizes 32x48 --no-compile --steps 30 \
+        --csv benchmarks/results/train_throughput.csv --html benchmarks/results/train_throughput.html
+
+``--html`` writes the table the book's reproducing page shows (a great_tables fragment).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import itertools
 import os
 
 import pandas as pd
 import torch
 
-from ocular_utils.core.environment import describe_machine, native_bf16, resolve_precision, thread_count
+from ocular_utils.core.environment import describe_machine, native_bf16, resolve_precision, source_commit, thread_count
 from ocular_utils.models.networks import build_model
+from ocular_utils.report.display import show, write_html
 from ocular_utils.training.loop import training_step_timing
 
 CLASSES = 60
@@ -51,13 +59,21 @@ def measure(args) -> pd.DataFrame:
         torch.manual_seed(0)
         model = build_model(model_name, CLASSES, 128)
         steps = args.steps if max(size) < 100 else args.steps_large
+        timings = {}
         with thread_count(threads):
-            for variant in variants(args.compile):
-                torch._dynamo.reset()
-                timing = training_step_timing(model, size, CLASSES, args.batch, steps, device, **variant)
-                rows.append({"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, **variant,
-                             **timing})
-                print(rows[-1], flush=True)
+            for _ in range(args.repeats):  # interleaved, so a slow spell of a shared machine hits every variant
+                for number, variant in enumerate(variants(args.compile)):
+                    torch._dynamo.reset()
+                    timing = training_step_timing(model, size, CLASSES, args.batch, steps, device, **variant)
+                    timings.setdefault(number, []).append(timing)
+                    print({"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, **variant,
+                           **timing}, flush=True)
+        for number, variant in enumerate(variants(args.compile)):
+            runs = pd.DataFrame(timings[number])
+            rows.append({"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, **variant,
+                         "first_step_seconds": runs["first_step_seconds"].median(),
+                         "images_per_second": runs["images_per_second"].median(),
+                         "spread": runs["images_per_second"].max() / runs["images_per_second"].min() - 1})
     table = pd.DataFrame(rows)
     eager = table[(table.precision == "fp32") & ~table.channels_last & ~table["compile"]]
     reference = table.merge(eager[["model", "input", "threads", "images_per_second", "first_step_seconds"]],
@@ -70,6 +86,26 @@ def measure(args) -> pd.DataFrame:
     return table
 
 
+def variant_name(row) -> str:
+    """``fp32``, ``bf16 channels_last``, ``fp32 compiled``, ...: a variant as the page's column header."""
+    return " ".join([row["precision"]] + ["channels_last"] * bool(row["channels_last"])
+                    + ["compiled"] * bool(row["compile"]))
+
+
+def page_table(table: pd.DataFrame, heading: str):
+    """One row per network, input and thread count: eager fp32 images/s, then every variant's speed-up."""
+    table = table.assign(variant=table.apply(variant_name, axis=1))
+    keys = ["model", "input", "threads"]
+    speedups = table.pivot_table(index=keys, columns="variant", values="speedup", sort=False)
+    reference = table[table.variant == "fp32"].set_index(keys)["images_per_second"]
+    spread = table.groupby(keys, sort=False)["spread"].max().rename("largest repeat spread (%)")
+    frame = pd.concat([reference.rename("fp32 images/s"),
+                       speedups.drop(columns="fp32").add_suffix(" (x fp32)"), spread], axis=1)
+    return show(frame, title="Training-step throughput and speed-up over eager fp32",
+                digits={c: 2 for c in frame.columns if c.endswith("(x fp32)")} | {"fp32 images/s": 1},
+                percent=("largest repeat spread (%)",), note=heading)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["resnet50", "resnet18", "mobilenet_v2"])
@@ -78,20 +114,31 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="timed steps at small inputs")
     parser.add_argument("--steps-large", type=int, default=2, help="timed steps at inputs of 100 pixels or more")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table gives medians")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile variants")
     parser.add_argument("--csv", help="also write the table here")
+    parser.add_argument("--html", help="also write the book's table (a great_tables HTML fragment) here")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1 (got {args.repeats})")
     if min(args.threads) < 1:
         parser.error(f"--threads must be at least 1 (got {args.threads})")
     device = torch.device(args.device)
-    print(f"{describe_machine()['cpu']}, torch {torch.__version__}, device {device}, batch {args.batch}; "
-          f"native bf16: {native_bf16(device)}; precision auto resolves to {resolve_precision('auto', device)}")
+    heading = (f"{describe_machine()['cpu']} ({os.cpu_count()} cores), torch {torch.__version__}, device {device}, "
+               f"batch {args.batch}, median of {args.repeats} interleaved repeats of {args.steps} timed steps "
+               f"after one warm-up ({args.steps_large} at 100 pixels or more); native bf16: {native_bf16(device)}; "
+               f"precision auto resolves to {resolve_precision('auto', device)}")
+    print(heading)
     table = measure(args)
     pd.set_option("display.width", 200)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
+    if args.html:
+        stamp = (f"Measured by benchmarks/train_throughput.py at commit {source_commit()} on "
+                 f"{datetime.date.today().isoformat()}: {heading}.")
+        write_html(page_table(table, stamp), args.html)
 
 
 if __name__ == "__main__":

@@ -339,3 +339,31 @@ def test_paired_values_read_from_pair_counts_equal_weighting_every_trial(metric)
     np.testing.assert_array_equal(by_pairs[0], by_trials[0])
     np.testing.assert_allclose(by_pairs[1], by_trials[1], rtol=0, atol=1e-12)
     assert by_pairs[1].std(axis=0).min() > 0  # the draws move the metric: the comparison is not of constants
+
+
+def test_each_score_set_is_read_once_per_draw_set(monkeypatch):
+    """A chapter pairs one model with many: a score set already read under the same draws is not read again, and
+    a changed score or another draw set is read afresh."""
+    from ocular_utils.verification import paired
+    from ocular_utils.verification.resampling import SubjectResampler
+
+    reads = []
+    original = paired.PairCurve.read
+    monkeypatch.setattr(paired.PairCurve, "read", lambda self, *a: reads.append(1) or original(self, *a))
+    monkeypatch.setattr(paired, "_READ_CACHE", paired.OrderedDict())
+    a, b, trials = _paired_case(seed=8)
+
+    def resampler(seed):
+        return SubjectResampler(trials["genuine"], trials["probe_subject"], trials["reference_subject"],
+                                replicates=50, seed=seed)
+
+    first = paired.resampled_values([a, b], resampler(1))
+    assert len(reads) == 2
+    again = paired.resampled_values([b, a, a], resampler(1))  # a new resampler object with the same draws
+    assert len(reads) == 2
+    np.testing.assert_array_equal(again[1][:, [1, 0]], first[1])
+    changed = a.copy()
+    changed[0] += 1e-9
+    paired.resampled_values([changed, b], resampler(1))
+    paired.resampled_values([a], resampler(2))
+    assert len(reads) == 4

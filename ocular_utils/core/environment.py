@@ -8,6 +8,7 @@ import os
 import platform
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -157,6 +158,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def source_commit(root: str | os.PathLike | None = None) -> str:
+    """The short git commit of the checkout at ``root`` (the package's by default), with ``+changes`` when its
+    tracked files differ from it; ``"unknown"`` outside a git checkout. Benchmarks stamp their tables with it."""
+    import subprocess
+
+    root = str(root or Path(__file__).resolve().parents[2])
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
 
 
 def describe_machine() -> dict:

@@ -11,6 +11,7 @@ and its interval share one cell (:func:`interval_cell`).
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -134,3 +135,11 @@ def show(frame: pd.DataFrame | pd.Series, title: str | None = None, percent=(), 
         table = table.tab_style(style.css("white-space: nowrap"), loc.body(columns=intervals))
     return table
 
+
+
+def write_html(table, path) -> Path:
+    """Write a :func:`show` table as a self-contained HTML fragment, atomically (a book page includes it with
+    MyST's ``{raw} html`` directive and its ``:file:`` option)."""
+    from ..core.atomic import atomic_write_bytes
+
+    return atomic_write_bytes(path, table.as_raw_html().encode())

@@ -14,6 +14,8 @@ alpha (Berger 1982; :func:`beats_all`); "a is worse than at least one" takes Hol
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,21 +76,42 @@ def metric_function(metric: str | Metric, scores, genuine) -> Callable[[np.ndarr
     return _curve_metric(metric, scores, genuine)
 
 
+_READ_CACHE: OrderedDict = OrderedDict()  # (draws, metric, scores) fingerprints -> one set's values under every draw
+READ_CACHE_SIZE = 2048  # entries of a few kB each: every score set a chapter reads, under its draws
+
+
+def _fingerprint(values: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(values, float).view(np.uint8), digest_size=16).digest()
+
+
 def _read_every_draw(score_sets: list, resampler: SubjectResampler, metric: str) -> np.ndarray:
     """A named metric of every score set under every draw (draws x sets), read exactly from pair counts
     (:class:`.pair_curves.PairCurve`: the values of weighting every trial, at a fraction of the cost); NaN in a
-    draw without genuine or impostor weight."""
+    draw without genuine or impostor weight.
+
+    A chapter pairs one model with many others under the same draws (same trial list and seed), so each score
+    set's values are kept, keyed by the fingerprints of the draws and trials, the metric and the scores
+    themselves: a set is read once per draw set, and a changed score or draw is a new key."""
     far = float(metric.split("=", 1)[1]) if metric.startswith("tar@far=") else None  # None: the EER alone
-    pair, g_weights, i_weights = pair_weights(resampler)
-    genuine_pair, impostor_pair, used = trial_pairs(resampler, pair)
-    i_weights = i_weights[used]
-    columns = []
-    for scores in score_sets:
-        curve = PairCurve(np.asarray(scores, float).ravel(), resampler.genuine, genuine_pair, impostor_pair,
-                          g_weights.shape[0], len(used))
-        eer, tar = curve.read(g_weights, i_weights, far)
-        columns.append(eer if metric == "eer" else tar)
-    return np.stack(columns, axis=1)
+    sets = [np.asarray(scores, float).ravel() for scores in score_sets]
+    keys = [(resampler.fingerprint, metric, _fingerprint(scores)) for scores in sets]
+    missing = [k for k, key in enumerate(keys) if key not in _READ_CACHE]
+    if missing:
+        pair, g_weights, i_weights = pair_weights(resampler)
+        genuine_pair, impostor_pair, used = trial_pairs(resampler, pair)
+        i_weights = i_weights[used]
+        for k in missing:
+            if keys[k] in _READ_CACHE:  # the same set twice in one call
+                continue
+            curve = PairCurve(sets[k], resampler.genuine, genuine_pair, impostor_pair, g_weights.shape[0], len(used))
+            eer, tar = curve.read(g_weights, i_weights, far)
+            _READ_CACHE[keys[k]] = eer if metric == "eer" else tar
+    for key in keys:
+        _READ_CACHE.move_to_end(key)
+    columns = np.stack([_READ_CACHE[key] for key in keys], axis=1)
+    while len(_READ_CACHE) > READ_CACHE_SIZE:
+        _READ_CACHE.popitem(last=False)
+    return columns
 
 
 def resampled_values(score_sets: list, resampler: SubjectResampler, metric: str | Metric = "eer",

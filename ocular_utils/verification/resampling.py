@@ -16,6 +16,9 @@ true null about 1 point too often; :meth:`SubjectResampler.widen` rescales the r
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -55,6 +58,15 @@ class SubjectResampler:
             raise ValueError(f"replicates must be at least 1 (got {replicates})")
         rng = np.random.default_rng(seed)
         self.draws = rng.integers(0, len(self.subjects), (replicates, len(self.subjects)))
+
+    @functools.cached_property
+    def fingerprint(self) -> bytes:
+        """A digest of everything the draws' trial weights depend on: trial kinds, both subjects' codes, the draws
+        and the scheme (two resamplers with equal fingerprints weight every trial alike under every draw)."""
+        digest = hashlib.blake2b(self.sides.encode(), digest_size=16)
+        for values in (self.genuine, self.probe, self.reference, self.draws):
+            digest.update(np.ascontiguousarray(values).view(np.uint8))
+        return digest.digest()
 
     @property
     def replicates(self) -> int:
