@@ -7,8 +7,8 @@ paired EER difference (bf16 - fp32) of each on the same test trials, with its 95
 interval (both subjects of a trial resampled) and the training seconds of each. The table is
 written to ``--csv``, and with ``--html`` as the table the book's reproducing page shows.
 
-    python benchmarks/precision_check.py --profile default --csv benchmarks/results/precision_check.csv \
-        --html benchmarks/results/precision_check.html
+    python benchmarks/precision_check.py --profile default --csv data/benchmarks/precision_check.csv \
+        --html data/benchmarks/precision_check.html
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Says whether the CPU has native bf16 (``native_bf16``), which decides ``precisio
     python benchmarks/train_throughput.py                      # the whole grid (long at 224x224)
     python benchmarks/train_throughput.py --models resnet50 --sizes 32x48 --threads 1 --no-compile
     python benchmarks/train_throughput.py --sizes 32x48 --no-compile --steps 30 \
-        --csv benchmarks/results/train_throughput.csv --html benchmarks/results/train_throughput.html
+        --csv data/benchmarks/train_throughput.csv --html data/benchmarks/train_throughput.html
 
 ``--html`` writes the table the book's reproducing page shows (a great_tables fragment).
 """
