@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import papermill
 import pytest
 import yaml
 
 from ocular_utils.core.config import Settings
 from ocular_utils.core.environment import RUN_SETTINGS
-from ocular_utils.core.paths import NOTEBOOKS, PACKAGE_DIR, project_root
+from ocular_utils.core.paths import NOTEBOOKS, PACKAGE_DIR, declared_parameters, notebook_path, project_root
 from ocular_utils.runner import book, scheduler, session
 from ocular_utils.runner.plan import Planner, Unit
 from ocular_utils.runner.profiles import Profile, available_profiles, load_profile, read_profile_file
@@ -104,6 +105,11 @@ def test_notebook_parameters_are_declared_once_and_read_from_the_notebook(tmp_pa
     for kind in RUN_NOTEBOOKS:
         declared = session.declared_parameters(kind)
         assert set(declared) == set(_parameters_cell(kind)) >= set(session.RUN_PARAMETERS), kind
+        assert declared == tuple(papermill.inspect_notebook(str(notebook_path(kind)))), kind  # the library's reading
+    untagged = tmp_path / "untagged.ipynb"
+    untagged.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": "x = 1"}]}))
+    with pytest.raises(ValueError, match="untagged.ipynb has no cell tagged 'parameters'"):
+        declared_parameters(untagged)
         for unit in (u for u in units if u.kind == kind):
             assert set(unit.params) <= set(declared), f"{unit.name} passes parameters its notebook lacks"
     with pytest.raises(ValueError, match=r"passes \['stray'\], which prune.ipynb's parameters cell does not declare"):

@@ -1,6 +1,8 @@
 """Where the study lives: the project folder and paths relative to it."""
 from __future__ import annotations
 
+import ast
+import json
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -47,3 +49,20 @@ def notebook_path(kind: str) -> Path:
     if kind not in NOTEBOOKS:
         raise ValueError(f"unknown unit kind {kind!r}; expected one of {list(NOTEBOOKS)}")
     return project_root() / "notebooks" / NOTEBOOKS[kind]
+
+
+def declared_parameters(notebook: str | Path) -> tuple[str, ...]:
+    """The names the notebook's ``parameters`` cell assigns, in order: what ``papermill.inspect_notebook`` lists
+    (a test holds the two equal), read with :mod:`ast` so that a unit's kernel need not import papermill and
+    nbformat (about 1.7 s of every unit's start). An error names the notebook when it has no parameters cell."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    names = []
+    for statement in ast.parse(source).body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else \
+            [statement.target] if isinstance(statement, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return tuple(names)

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..compression.registry import CHANNEL, UNSTRUCTURED, get_method
 from ..compression.routes import get_route
 from ..core.code_version import code_version
-from ..core.paths import NOTEBOOKS
+from ..core.paths import NOTEBOOKS, declared_parameters
 from ..core.records import finished_record, is_complete, run_key
 from ..core.study import PAPER_METHOD, VERDICT_REPLICATES, fair_ratio
 from ..models.counting import parameter_counts
@@ -93,11 +93,9 @@ class Planner:
         self.declared: dict[str, tuple[str, ...]] = {}
 
     def _declared(self, kind: str) -> tuple[str, ...]:
-        """The parameter names the notebook of ``kind`` declares (its parameters cell, read once with papermill)."""
-        import papermill
-
+        """The parameter names the notebook of ``kind`` declares (its parameters cell, read once)."""
         if kind not in self.declared:
-            self.declared[kind] = tuple(papermill.inspect_notebook(str(self.notebook_dir / NOTEBOOKS[kind])))
+            self.declared[kind] = declared_parameters(self.notebook_dir / NOTEBOOKS[kind])
         return self.declared[kind]
 
     def _version(self, kind: str) -> str:

@@ -19,6 +19,7 @@ import torch
 from ..compression.distillation import DistillationConfig
 from ..compression.registry import PruningConfig
 from ..compression.unstructured import is_pruned, make_permanent
+from ..core import paths
 from ..core.environment import RUN_SETTINGS, RunSettings, resolve_precision, seed_everything, select_device, set_threads
 from ..core.paths import notebook_path, resolve
 from ..core.records import Record, read_record, write_record
@@ -165,10 +166,9 @@ def _startup_seconds() -> float:
 
 
 def declared_parameters(kind: str) -> tuple[str, ...]:
-    """The names the parameters cell of the notebook of ``kind`` declares, read from the notebook with papermill."""
-    import papermill
-
-    return tuple(papermill.inspect_notebook(str(notebook_path(kind))))
+    """The names the parameters cell of the notebook of ``kind`` declares
+    (:func:`ocular_utils.core.paths.declared_parameters`)."""
+    return paths.declared_parameters(notebook_path(kind))
 
 
 def run_prelude(params: dict, choose_device: Callable[[], torch.device | None] | None = None
