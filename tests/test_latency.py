@@ -133,9 +133,14 @@ def test_benchmark_rows(small_embedder, tmp_path):
                                       repeats=3, warmup=1)
     assert list(table["runtime"]) == ["eager", "onnxruntime"] and list(table["repeats"]) == [3, 3]
     assert (table["min_ms"] <= table["median_ms"]).all() and (table["median_ms"] <= table["p90_ms"]).all()
-    onnx_file = tmp_path / "tiny-32x48.onnx"
-    assert table.loc[1, "file_bytes"] == onnx_file.stat().st_size and pd.isna(table.loc[0, "file_bytes"])
+    assert table.loc[1, "file_bytes"] > 0 and pd.isna(table.loc[0, "file_bytes"])
+    assert not (tmp_path / "tiny-32x48.onnx").exists()  # a timing-only export is deleted once timed
     assert table.loc[0, "max_abs_diff"] == 0 and table.loc[1, "max_abs_diff"] < export.ATOL
+    route_file = export.export_onnx(small_embedder, tmp_path / "route" / "fp32-32x48.onnx", (32, 48))
+    again = latency.benchmark_network("tiny", small_embedder, (32, 48), tmp_path / "bench", ["onnxruntime"], 1,
+                                      {"onnxruntime": route_file}, repeats=3, warmup=1)
+    assert again.loc[0, "file_bytes"] == route_file.stat().st_size and route_file.is_file()  # timed, kept
+    assert not (tmp_path / "bench").exists()  # nothing exported again
     with pytest.raises(ValueError, match="unknown runtimes"):
         latency.benchmark_network("tiny", small_embedder, (32, 48), tmp_path, ["tflite"])
 
@@ -151,3 +156,69 @@ def test_environment_variable_is_restored():
     with pytest.raises(RuntimeError), environment_variable("OCULAR_TEST_VARIABLE", "during"):
         raise RuntimeError("a failing conversion")
     assert os.environ.pop("OCULAR_TEST_VARIABLE") == "before"
+
+
+def test_route_fp32_files_are_found_by_parent_runtime_and_size(tmp_path):
+    """The latency unit times a route parent in the route's own fp32 files: they are looked up from its record."""
+    import json
+
+    from ocular_utils.deployment.route_timing import fp32_artifacts
+
+    route, parent = tmp_path / "quantize" / "int8-base", tmp_path / "base"
+    route.mkdir(parents=True)
+    artifacts = [{"runtime": runtime, "precision": precision, "input": "32x48",
+                  "file": str(route / f"{precision}-32x48{suffix}")}
+                 for runtime, suffix in (("executorch", ".pte"), ("onnxruntime", ".onnx"))
+                 for precision in ("fp32", "int8")]
+    (route / "record.json").write_text(json.dumps({"status": "complete", "params": {"parent_dir": str(parent)},
+                                                   "details": {"artifacts": artifacts}}))
+    assert fp32_artifacts([route]) == {(parent.resolve(), "executorch", "32x48"): route / "fp32-32x48.pte",
+                                       (parent.resolve(), "onnxruntime", "32x48"): route / "fp32-32x48.onnx"}
+    with pytest.raises(FileNotFoundError, match="has no complete record"):
+        fp32_artifacts([tmp_path / "missing"])
+
+
+def test_kit_files_are_hard_links_or_copies(tmp_path, monkeypatch):
+    """The phone kit takes no second copy of an artifact where the file system can link; elsewhere it copies."""
+    from ocular_utils.deployment.kit import place_file
+
+    source, target = tmp_path / "fp32-32x48.pte", tmp_path / "kit" / "route-fp32-32x48.pte"
+    source.write_bytes(b"program")
+    target.parent.mkdir()
+    target.write_bytes(b"an older kit's file")
+    assert place_file(source, target) == "linked"
+    assert target.stat().st_ino == source.stat().st_ino and target.read_bytes() == b"program"
+
+    def cannot_link(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("os.link", cannot_link)
+    assert place_file(source, target) == "copied"
+    assert target.stat().st_ino != source.stat().st_ino and target.read_bytes() == b"program"
+
+
+@pytest.mark.skipif(not export.coreml_available(), reason="coremltools is not installed (optional extra)")
+def test_kit_takes_the_latency_units_core_ml_package_instead_of_converting_again(tmp_path):
+    """Core ML is converted once: the kit links the latency unit's fp16 package of a route's parent (same model,
+    same input) and converts only the int8-weights package itself."""
+    from ocular_utils.deployment.kit import coreml_entries, latency_package
+    from ocular_utils.models.files import save_model
+
+    torch.manual_seed(0)
+    parent = tmp_path / "runs" / "base-0123"
+    parent.mkdir(parents=True)
+    save_model(build_model("mobilenet_v3_small", 4, 8), parent)
+    latency_dir = tmp_path / "runs" / "latency-4567"
+    assert latency_package(latency_dir, parent, (32, 48)) is None  # nothing converted yet: the kit converts
+    package = latency.coreml_package_path(latency_dir / latency.EXPORT_FOLDER, parent.name, (32, 48))
+    export.export_coreml(latency.load_network(parent), package, (32, 48))
+    assert latency_package(latency_dir, parent, (32, 48)) == package
+    assert latency_package(latency_dir, parent, (64, 96)) is None  # another input size is another package
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    entries = coreml_entries(parent, "int8-base", (32, 48), kit, {}, converted=package)
+    assert [e["precision"] for e in entries] == ["fp16", "int8 weights, fp16 activations"]
+    weights = next(package.rglob("weight.bin"))
+    linked = kit / "int8-base-coreml-fp16.mlpackage" / weights.relative_to(package)
+    assert linked.stat().st_ino == weights.stat().st_ino  # the same file, not a second conversion
+    assert (kit / "int8-base-coreml-int8w.mlpackage" / "Manifest.json").is_file()

@@ -1,7 +1,8 @@
 """The phone kit: the study's deployable programs in one folder, with a manifest to check and time them on a phone.
 
-``ocular-study export`` copies every artifact of the completed quantization routes (fp32 and int8
-ExecuTorch ``.pte`` for XNNPACK, fp32 and int8 ONNX) into ``<out>/``, converts each route's fp32
+``ocular-study export`` puts every artifact of the completed quantization routes (fp32 and int8
+ExecuTorch ``.pte`` for XNNPACK, fp32 and int8 ONNX) into ``<out>/`` (hard links to the results' files where
+the file system allows, so the kit takes no second copy of the disk; copies elsewhere), converts each route's fp32
 parent to Core ML (``.mlpackage``: fp16, and int8 weights) when coremltools is installed, and writes
 ``manifest.json``: per file its name (use it as ``model`` in a device CSV), route, parent model,
 precision, runtime, input size, bytes, SHA-256, and the embedding expected on a fixed input (seeded
@@ -12,6 +13,7 @@ expected output is eager PyTorch's.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -40,6 +42,18 @@ def run_artifact(path: str | Path, runtime: str, input_size: tuple[int, int]) ->
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0].ravel()
 
 
+def place_file(source: Path, target: Path) -> str:
+    """Put ``source`` at ``target`` as a hard link (no second copy on disk), or a copy where linking fails (another
+    file system); returns ``"linked"`` or ``"copied"``. An existing ``target`` is replaced."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+        return "linked"
+    except OSError:
+        shutil.copyfile(source, target)
+        return "copied"
+
+
 def _files(path: Path) -> list[Path]:
     return sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
 
@@ -60,9 +74,25 @@ def _bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in _files(path))
 
 
-def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int], out_dir: Path, common: dict
-                   ) -> list[dict]:
-    """Convert the fp32 parent to Core ML (fp16, and int8 weights) in ``out_dir``; manifest entries for both."""
+def latency_package(latency_dir: str | Path | None, parent_dir: str | Path, input_size: tuple[int, int]
+                    ) -> Path | None:
+    """The fp16 Core ML package the latency unit converted of ``parent_dir``'s model at ``input_size``, if it has
+    one (in its ``exports``, :func:`ocular_utils.deployment.latency.coreml_package_path`)."""
+    from .latency import EXPORT_FOLDER, coreml_package_path
+
+    if latency_dir is None:
+        return None
+    package = coreml_package_path(resolve(latency_dir) / EXPORT_FOLDER, Path(parent_dir).name, input_size)
+    return package if (package / "Manifest.json").is_file() else None
+
+
+def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int], out_dir: Path, common: dict,
+                   converted: Path | None = None) -> list[dict]:
+    """Core ML packages of the fp32 parent in ``out_dir`` (fp16, and int8 weights); manifest entries for both.
+
+    ``converted``: an fp16 package of the same model and input made already (the latency unit's); it is placed
+    in the kit (:func:`place_file`, file by file) instead of converting again.
+    """
     from .latency import load_network
 
     network = load_network(resolve(parent_dir))
@@ -72,7 +102,10 @@ def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int
     for precision, int8 in (("fp16", False), ("int8 weights, fp16 activations", True)):
         target = out_dir / f"{name}-coreml-{'int8w' if int8 else 'fp16'}.mlpackage"
         shutil.rmtree(target, ignore_errors=True)
-        export.export_coreml(network, target, input_size, int8_weights=int8)
+        if converted is not None and not int8:
+            shutil.copytree(converted, target, copy_function=lambda src, dst: place_file(Path(src), Path(dst)))
+        else:
+            export.export_coreml(network, target, input_size, int8_weights=int8)
         entries.append(common | {"model": target.stem, "file": target.name, "precision": precision,
                                  "runtime": "coreml", "bytes": _bytes(target), "sha256": _sha256(target),
                                  "expected_output": [round(float(v), 6) for v in expected],
@@ -80,8 +113,9 @@ def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int
     return entries
 
 
-def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = None) -> Path:
-    """Copy the routes' artifacts into ``out_dir`` and write its ``manifest.json``; returns the manifest's path.
+def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = None,
+                    latency_dir: str | Path | None = None) -> Path:
+    """Place the routes' artifacts in ``out_dir`` (:func:`place_file`), write its ``manifest.json``; return its path.
 
     ``coreml``: also convert each route's fp32 parent to Core ML (default: when coremltools is installed;
     ``True`` without it raises). The manifest says when Core ML files were not written and why.
@@ -102,7 +136,7 @@ def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = N
             source = resolve(artifact["file"])
             name = f"{Path(run_dir).name}-{source.stem}"
             target = out_dir / f"{name}{source.suffix}"
-            shutil.copyfile(source, target)
+            place_file(source, target)
             size = export.size_from_tag(artifact["input"])
             entries.append({
                 "model": name, "file": target.name, "route": record["details"]["route"],
@@ -119,7 +153,8 @@ def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = N
             common = {"route": f"{record['details']['route']} (fp32 parent)", "parent": display_label(parent),
                       "input_size": scored["input"], "input_shape": [1, 3, *size],
                       "synthetic": bool(record.get("synthetic"))}
-            entries += coreml_entries(parent_dir, Path(run_dir).name, size, out_dir, common)
+            entries += coreml_entries(parent_dir, Path(run_dir).name, size, out_dir, common,
+                                      latency_package(latency_dir, parent_dir, size))
     manifest = {"fixed_input": f"torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed({FIXED_INPUT_SEED}))",
                 "tolerance": {"fp32": "max abs difference <= 1e-3", "int8": "cosine to expected_output >= 0.99",
                               "coreml": "cosine to expected_output >= 0.99 (fp16 compute)"},

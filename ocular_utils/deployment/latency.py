@@ -21,6 +21,7 @@ from torch import nn
 from ..core.atomic import atomic_write_bytes
 from ..core.config import Settings
 from ..core.environment import thread_count
+from ..core.paths import resolve
 from ..models.files import load_model
 from ..models.networks import deployed_network
 from . import export
@@ -127,8 +128,16 @@ def time_executorch(path: str | Path, input_size: tuple[int, int], threads: int 
 
 
 def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int], export_dir: str | Path,
-                      runtimes=RUNTIMES, threads: int = LatencyConfig.threads, **timing) -> pd.DataFrame:
-    """Export ``network`` and time it in each runtime; one row per runtime with the agreement check."""
+                      runtimes=RUNTIMES, threads: int = LatencyConfig.threads, exported: dict | None = None,
+                      **timing) -> pd.DataFrame:
+    """Export ``network`` and time it in each runtime; one row per runtime with the agreement check.
+
+    ``exported`` maps a runtime to a file of this network at this size that already exists (a quantization
+    route's fp32 artifact): it is checked and timed instead of exporting again. A file this function exports
+    itself is deleted once timed (its size stays in the row): it serves the timing only, the phone kit takes
+    the routes' files.
+    """
+    exported = exported or {}
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise ValueError(f"unknown runtimes {unknown}; expected some of {RUNTIMES}")
@@ -141,17 +150,19 @@ def benchmark_network(name: str, network: nn.Module, input_size: tuple[int, int]
         if runtime == "eager":
             result = time_eager(network, input_size, threads, **timing)
         elif runtime == "onnxruntime":
-            path = export.export_onnx(network, export_dir / f"{tag}.onnx", input_size)
+            path = exported.get(runtime) or export.export_onnx(network, export_dir / f"{tag}.onnx", input_size)
             difference = export.verify_onnx(network, path, input_size)
             file_bytes = path.stat().st_size
             result = time_onnx(path, input_size, threads, **timing)
         else:
             if not export.executorch_available():
                 raise RuntimeError("ExecuTorch is not installed; pip install executorch==1.5.1 or drop 'executorch'")
-            path = export.export_executorch(network, export_dir / f"{tag}.pte", input_size)
+            path = exported.get(runtime) or export.export_executorch(network, export_dir / f"{tag}.pte", input_size)
             difference = export.verify_executorch(network, path, input_size)
             file_bytes = path.stat().st_size
             result = time_executorch(path, input_size, threads, **timing)
+        if runtime != "eager" and runtime not in exported:
+            path.unlink()
         rows.append({"model": name, "runtime": runtime, "input": export.size_tag(input_size),
                      "threads": threads, **asdict(result), "max_abs_diff": difference, "file_bytes": file_bytes})
     return pd.DataFrame(rows)
@@ -184,14 +195,23 @@ def time_eager_runs(models: pd.DataFrame, input_size: tuple[int, int], threads: 
 
 
 def benchmark_runs(models: pd.DataFrame, input_sizes, runtimes, export_dir: str | Path, threads: int,
-                   **timing) -> pd.DataFrame:
-    """Export and time each model at each input size in each runtime (outputs checked against eager)."""
+                   exported: dict | None = None, **timing) -> pd.DataFrame:
+    """Export and time each model at each input size in each runtime (outputs checked against eager).
+
+    ``exported``: files that exist already, ``{(run folder, runtime, "HxW"): path}`` (the quantization routes'
+    fp32 artifacts, :func:`ocular_utils.deployment.route_timing.fp32_artifacts`); those are timed, not
+    exported again.
+    """
+    exported = {(resolve(run_dir).resolve(), runtime, tag): path for (run_dir, runtime, tag), path in
+                (exported or {}).items()}
     frames = []
     for _, row in models.iterrows():
         network = load_network(row["run_dir"])
         for size in input_sizes:
+            tag, folder = export.size_tag(size), resolve(row["run_dir"]).resolve()
+            existing = {runtime: exported[key] for runtime in runtimes if (key := (folder, runtime, tag)) in exported}
             frame = benchmark_network(row["run"], network, tuple(size), export_dir, runtimes, threads,
-                                      **timing)
+                                      existing, **timing)
             frames.append(frame.assign(run=row["run"]))
     return pd.concat(frames, ignore_index=True)
 
@@ -208,11 +228,20 @@ def ratios_to(table: pd.DataFrame, reference_run: str, value: str = "median_ms")
     return out
 
 
+EXPORT_FOLDER = "exports"  # inside the latency unit's run folder: its timing exports and Core ML packages
+
+
+def coreml_package_path(export_dir: str | Path, run: str, input_size: tuple[int, int]) -> Path:
+    """Where the latency unit writes the fp16 Core ML package of the model of run folder ``run`` at ``input_size``
+    (the phone kit takes it from there instead of converting again)."""
+    return Path(export_dir) / f"{run}-{export.size_tag(input_size)}.mlpackage"
+
+
 def export_coreml_runs(models: pd.DataFrame, input_size: tuple[int, int], export_dir: str | Path) -> pd.DataFrame:
     """Core ML packages of ``models`` (export only; a failure is reported in the row, not hidden)."""
     rows = []
     for _, row in models.iterrows():
-        target = Path(export_dir) / f"{row['run']}-{export.size_tag(input_size)}.mlpackage"
+        target = coreml_package_path(export_dir, row["run"], input_size)
         entry = {"run": row["run"], "input": export.size_tag(input_size)}
         try:
             export.export_coreml(load_network(row["run_dir"]), target, input_size)

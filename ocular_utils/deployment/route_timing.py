@@ -14,6 +14,27 @@ from ..models.networks import deployed_network
 from . import export, latency
 
 
+def route_record(run_dir) -> dict:
+    """The record of a finished quantization run; an error naming the folder when it has none."""
+    record = read_record(resolve(run_dir))
+    if record is None:
+        raise FileNotFoundError(f"quantization run {run_dir} has no complete record")
+    return record
+
+
+def fp32_artifacts(run_dirs) -> dict[tuple[Path, str, str], Path]:
+    """The fp32 files the quantization runs in ``run_dirs`` wrote of their parents: ``{(parent folder, runtime,
+    "HxW"): file}``, for :func:`ocular_utils.deployment.latency.benchmark_runs` to time instead of exporting again."""
+    files = {}
+    for run_dir in run_dirs:
+        record = route_record(run_dir)
+        parent = resolve(record["params"]["parent_dir"]).resolve()
+        for artifact in record["details"]["artifacts"]:
+            if artifact["precision"] == "fp32":
+                files[(parent, artifact["runtime"], artifact["input"])] = resolve(artifact["file"])
+    return files
+
+
 def time_artifacts(run_dirs, threads: int, **timing) -> pd.DataFrame:
     """Batch-1 latency of every artifact of the quantization runs in ``run_dirs``, and of each parent in eager.
 
@@ -21,9 +42,7 @@ def time_artifacts(run_dirs, threads: int, **timing) -> pd.DataFrame:
     """
     rows = []
     for run_dir in run_dirs:
-        record = read_record(resolve(run_dir))
-        if record is None:
-            raise FileNotFoundError(f"quantization run {run_dir} has no complete record")
+        record = route_record(run_dir)
         run = Path(run_dir).name
         artifacts = pd.DataFrame(record["details"]["artifacts"])
         network = deployed_network(load_model(resolve(record["params"]["parent_dir"])))

@@ -324,7 +324,9 @@ def command_export(args) -> int:
         raise UserError(f"the phone kit needs the profile's quantization routes complete "
                         f"({len(missing)} of {len(routes)} missing, e.g. {missing[:2]}); run the study first")
     out = root / (args.out or f"exports/{profile.name}")
-    manifest = write_phone_kit([u.run_dir for u in routes], out, coreml=False if args.no_coreml else None)
+    latency = [u.run_dir for u in units.values() if u.kind == "latency" and u.complete(root)]
+    manifest = write_phone_kit([u.run_dir for u in routes], out, coreml=False if args.no_coreml else None,
+                               latency_dir=latency[0] if latency else None)
     coreml = json.loads(manifest.read_text())["coreml"]
     print(f"phone kit: {len(list(out.glob('*.pte')))} .pte, {len(list(out.glob('*.onnx')))} .onnx and "
           f"{len(list(out.glob('*.mlpackage')))} Core ML packages (Core ML {coreml}); manifest {manifest}")
