@@ -160,6 +160,7 @@ def quiet_native_logs():
             os.close(fd)
 
 
+@logger_level("torch.utils._pytree", logging.ERROR)
 def executorch_method(path: str | Path):
     """Load the ``forward`` method of a ``.pte`` file with ExecuTorch's Python runtime."""
     from executorch.runtime import Runtime
