@@ -1,10 +1,12 @@
 """GPU check of the study's code paths (CUDA), with throughput figures for sizing the paper-scale profiles.
 
 Runs the package's functions directly (no notebooks): synthetic data, ResNet50 training and
-evaluation, the five pruning methods with fine-tuning, channel pruning, distillation, and the
-training throughput of ResNet50 and MobileNetV2 at the study's and the paper's input sizes.
+evaluation, every registered compression method at 8x with fine-tuning to a budget (decay
+branches included), distillation with three losses, all at ``precision: auto``. Training
+throughput by precision, memory format and batch is ``benchmarks/train_throughput.py``'s.
 
     python benchmarks/gpu_check.py --out gpu_check.json
+    python benchmarks/gpu_check.py --device cpu --subjects 12 --epochs 1   # the same paths, small, on a CPU
 """
 from __future__ import annotations
 
@@ -17,13 +19,12 @@ import torch
 
 from ocular_utils.compression.distillation import DistillationConfig, train_student
 from ocular_utils.compression.registry import METHODS, PruningConfig, compress_model
-from ocular_utils.core.environment import describe_machine, seed_everything, select_device
+from ocular_utils.core.environment import describe_machine, resolve_precision, seed_everything, select_device
 from ocular_utils.data.prepare import prepare_data
 from ocular_utils.models.counting import model_cost
 from ocular_utils.models.files import save_model
-from ocular_utils.models.networks import build_model, deployed_network
-from ocular_utils.training.loop import training_throughput
-from ocular_utils.training.recipes import BaseConfig, fine_tune, train_base_model
+from ocular_utils.models.networks import deployed_network
+from ocular_utils.training.recipes import BaseConfig, fit_to_budget, train_base_model
 from ocular_utils.verification.scoring import evaluate_on_test
 
 
@@ -31,19 +32,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", default="/tmp/ocular-gpu-check")
     parser.add_argument("--out", default="gpu_check.json")
+    parser.add_argument("--device", default="auto", help="auto picks CUDA, then MPS, then CPU")
+    parser.add_argument("--subjects", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of base training")
     args = parser.parse_args()
     work = Path(args.work)
     seed_everything(0)
-    device = select_device("auto")
-    report = {"machine": describe_machine(), "device": str(device)}
+    device = select_device(args.device)
+    precision = resolve_precision("auto", device)
+    report = {"machine": describe_machine(), "device": str(device), "precision": precision,
+              "torch": torch.__version__}
     print(report, flush=True)
     started = time.perf_counter()
-    data = prepare_data({"root": str(work / "data"), "synthetic": {"subjects": 60, "seed": 0},
+    data = prepare_data({"root": str(work / "data"), "synthetic": {"subjects": args.subjects, "seed": 0},
                                   "image_size": [48, 72], "cache_dir": str(work / "cache")})
     report["data_seconds"] = time.perf_counter() - started
-    base_config = BaseConfig.from_dict({"train": {"epochs": 6, "batch_size": 64}})
+    base_config = BaseConfig.from_dict({"train": {"epochs": args.epochs, "batch_size": 64}})
     started = time.perf_counter()
-    base, result = train_base_model(data, work / "base", base_config, device=device)
+    base, result = train_base_model(data, work / "base", base_config, device=device, precision=precision,
+                                    progress=False)
     report["base"] = {"seconds": time.perf_counter() - started, "images_per_second": result.images_per_second,
                       "eer": evaluate_on_test(base, data, device, replicates=50).report["eer"]}
     print("base", report["base"], flush=True)
@@ -54,10 +61,12 @@ def main() -> None:
         model = compress_model(base, method, 8, data, pruning)
         achieved = model_cost(deployed_network(base), (48, 72))["params"] / \
             model_cost(deployed_network(model), (48, 72))["nonzero_params"]
-        fine_tune(model, data, work / f"prune-{method}", pruning.finetune, budget, device=device,
-                  progress=False)
+        started = time.perf_counter()
+        fit_to_budget(model, data, work / f"prune-{method}", pruning.finetune, budget, device=device,
+                      progress=False, precision=precision)
         eer = evaluate_on_test(model, data, device, replicates=0).report["eer"]
         report["pruning"][method] = {"achieved": achieved, "eer": eer,
+                                     "seconds": time.perf_counter() - started,
                                      "on_cuda": next(model.parameters()).is_cuda}
         print(method, report["pruning"][method], flush=True)
     report["distillation"] = {}
@@ -65,16 +74,10 @@ def main() -> None:
     kd = DistillationConfig.from_dict({"train": {"batch_size": 64}})
     for loss in ("none", "logit", "embedding"):
         student, res = train_student(data, work / "base", work / f"kd-{loss}", "mobilenet_v2", loss, kd,
-                                     budget, device=device, progress=False)
+                                     budget, device=device, progress=False, precision=precision)
         report["distillation"][loss] = {"eer": evaluate_on_test(student, data, device, 0).report["eer"],
                                         "images_per_second": res.images_per_second}
         print("kd", loss, report["distillation"][loss], flush=True)
-    report["throughput"] = {}
-    for name in ("resnet50", "mobilenet_v2", "resnet18"):
-        for size, batch in (((48, 72), 64), ((224, 224), 64)):
-            rate = training_throughput(build_model(name, 500, 512), size, 500, batch, steps=10, device=device)
-            report["throughput"][f"{name} {size[0]}x{size[1]} batch {batch}"] = rate
-            print("train images/s", name, size, round(rate), flush=True)
     Path(args.out).write_text(json.dumps(report, indent=1, default=str))
 
 

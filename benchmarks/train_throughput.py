@@ -10,12 +10,22 @@ variant runs ``--repeats`` times, interleaved with the others; the table gives t
 spread (largest over smallest images/s, minus one) of its repeats.
 Says whether the CPU has native bf16 (``native_bf16``), which decides ``precision: auto``.
 
+``--modes`` says how kernels are chosen: ``study`` is what the study's runs use (deterministic
+algorithms, cuDNN's autotuner off: ``seed_everything``), ``fast`` lets cuDNN pick the fastest
+algorithm (``cudnn.benchmark``) with no determinism; on a CPU both run the same kernels.
+``--batch`` takes several sizes (a GPU is measured at the study's 32 and at a paper-scale batch).
+
     python benchmarks/train_throughput.py                      # the whole grid (long at 224x224)
     python benchmarks/train_throughput.py --models resnet50 --sizes 32x48 --threads 1 --no-compile
     python benchmarks/train_throughput.py --sizes 32x48 --no-compile --steps 30 \
         --csv data/benchmarks/train_throughput.csv --html data/benchmarks/train_throughput.html
+    python benchmarks/train_throughput.py --device cuda --modes study fast --batch 32 128 --steps 20 \
+        --steps-large 20 --no-compile --csv gpu.csv     # on a GPU machine
+    python benchmarks/train_throughput.py --render gpu.csv --html data/benchmarks/train_throughput_cuda.html
 
-``--html`` writes the table the book's reproducing page shows (a great_tables fragment).
+``--html`` writes the table the book's reproducing page shows (a great_tables fragment);
+``--render CSV`` writes it from an earlier run's ``--csv`` (e.g. one measured on a machine without
+great_tables), its heading kept in the CSV's ``heading`` column.
 """
 from __future__ import annotations
 
@@ -33,6 +43,17 @@ from ocular_utils.report.display import show, write_html
 from ocular_utils.training.loop import training_step_timing
 
 CLASSES = 60
+KEYS = ["model", "input", "threads", "batch", "mode"]
+
+
+def kernel_mode(mode: str) -> None:
+    """Choose kernels as the study does (``study``: deterministic, no autotuner) or as fast as cuDNN can (``fast``)."""
+    if mode not in ("study", "fast"):
+        raise ValueError(f"unknown mode {mode!r}; expected 'study' or 'fast'")
+    study = mode == "study"
+    torch.use_deterministic_algorithms(study, warn_only=True)
+    torch.backends.cudnn.deterministic = study
+    torch.backends.cudnn.benchmark = not study
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -44,40 +65,44 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def variants(compile_too: bool) -> list[dict]:
+def variants(compile_too: bool, precisions=("fp32", "bf16"), formats=("contiguous", "channels_last")) -> list[dict]:
     """The grid of variants: precision x memory format x compilation."""
     compiled = (False, True) if compile_too else (False,)
-    return [{"precision": p, "channels_last": c, "compile": k}
-            for p, c, k in itertools.product(("fp32", "bf16"), (False, True), compiled)]
+    return [{"precision": p, "channels_last": f == "channels_last", "compile": k}
+            for p, f, k in itertools.product(precisions, formats, compiled)]
 
 
 def measure(args) -> pd.DataFrame:
     """One row per network, size, threads and variant."""
     device = torch.device(args.device)
     rows = []
-    for model_name, size, threads in itertools.product(args.models, args.sizes, args.threads):
+    for model_name, size, threads, batch, mode in itertools.product(args.models, args.sizes, args.threads,
+                                                                   args.batch, args.modes):
         torch.manual_seed(0)
         model = build_model(model_name, CLASSES, 128)
         steps = args.steps if max(size) < 100 else args.steps_large
+        cell = {"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, "batch": batch,
+                "mode": mode}
         timings = {}
+        kernel_mode(mode)
         with thread_count(threads):
             for _ in range(args.repeats):  # interleaved, so a slow spell of a shared machine hits every variant
-                for number, variant in enumerate(variants(args.compile)):
+                for number, variant in enumerate(variants(args.compile, args.precisions, args.formats)):
                     torch._dynamo.reset()
-                    timing = training_step_timing(model, size, CLASSES, args.batch, steps, device, **variant)
+                    timing = training_step_timing(model, size, CLASSES, batch, steps, device, **variant)
                     timings.setdefault(number, []).append(timing)
-                    print({"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, **variant,
-                           **timing}, flush=True)
-        for number, variant in enumerate(variants(args.compile)):
+                    print({**cell, **variant, **timing}, flush=True)
+        for number, variant in enumerate(variants(args.compile, args.precisions, args.formats)):
             runs = pd.DataFrame(timings[number])
-            rows.append({"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, **variant,
+            rows.append({**cell, **variant,
                          "first_step_seconds": runs["first_step_seconds"].median(),
                          "images_per_second": runs["images_per_second"].median(),
                          "spread": runs["images_per_second"].max() / runs["images_per_second"].min() - 1})
+    kernel_mode("study")
     table = pd.DataFrame(rows)
-    eager = table[(table.precision == "fp32") & ~table.channels_last & ~table["compile"]]
-    reference = table.merge(eager[["model", "input", "threads", "images_per_second", "first_step_seconds"]],
-                            on=["model", "input", "threads"], suffixes=("", "_eager"))
+    eager = table[(table.precision == "fp32") & ~table.channels_last & ~table["compile"] & (table["mode"] == "study")]
+    reference = table.merge(eager[[k for k in KEYS if k != "mode"] + ["images_per_second", "first_step_seconds"]],
+                            on=[k for k in KEYS if k != "mode"], how="left", suffixes=("", "_eager"))
     table["speedup"] = reference["images_per_second"] / reference["images_per_second_eager"]
     # images after which a compiled variant has paid back its compilation over eager fp32
     saved_per_image = 1 / reference["images_per_second_eager"] - 1 / reference["images_per_second"]
@@ -93,9 +118,11 @@ def variant_name(row) -> str:
 
 
 def page_table(table: pd.DataFrame, heading: str):
-    """One row per network, input and thread count: eager fp32 images/s, then every variant's speed-up."""
+    """One row per network, input, thread count (batch and kernel mode where several were measured): eager fp32
+    images/s, then every variant's speed-up over eager fp32 in the study's kernel mode."""
     table = table.assign(variant=table.apply(variant_name, axis=1))
-    keys = ["model", "input", "threads"]
+    keys = [k for k in KEYS if k in table.columns and table[k].nunique() > 1] or ["model"]
+    keys = list(dict.fromkeys(["model", "input", "threads"] + keys))
     speedups = table.pivot_table(index=keys, columns="variant", values="speedup", sort=False)
     reference = table[table.variant == "fp32"].set_index(keys)["images_per_second"]
     spread = table.groupby(keys, sort=False)["spread"].max().rename("largest repeat spread (%)")
@@ -111,7 +138,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet50", "resnet18", "mobilenet_v2"])
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(32, 48), (224, 224)])
     parser.add_argument("--threads", nargs="+", type=int, default=sorted({1, os.cpu_count() or 1}))
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", nargs="+", type=int, default=[32])
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    parser.add_argument("--formats", nargs="+", choices=("contiguous", "channels_last"),
+                        default=["contiguous", "channels_last"], help="memory formats")
+    parser.add_argument("--modes", nargs="+", choices=("study", "fast"), default=["study"],
+                        help="kernel choice: the study's deterministic one, or cuDNN's autotuned fastest")
     parser.add_argument("--steps", type=int, default=6, help="timed steps at small inputs")
     parser.add_argument("--steps-large", type=int, default=2, help="timed steps at inputs of 100 pixels or more")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table gives medians")
@@ -119,25 +151,35 @@ def main() -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile variants")
     parser.add_argument("--csv", help="also write the table here")
     parser.add_argument("--html", help="also write the book's table (a great_tables HTML fragment) here")
+    parser.add_argument("--render", metavar="CSV", help="measure nothing: write --html from this earlier --csv")
     args = parser.parse_args()
+    if args.render:
+        if not args.html:
+            parser.error("--render needs --html (where to write the table)")
+        table = pd.read_csv(args.render)
+        if "heading" not in table.columns:
+            parser.error(f"{args.render} has no 'heading' column: write it with this script's --csv")
+        write_html(page_table(table.drop(columns="heading"), table["heading"].iloc[0]), args.html)
+        return
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1 (got {args.repeats})")
     if min(args.threads) < 1:
         parser.error(f"--threads must be at least 1 (got {args.threads})")
     device = torch.device(args.device)
-    heading = (f"{describe_machine()['cpu']} ({os.cpu_count()} cores), torch {torch.__version__}, device {device}, "
-               f"batch {args.batch}, median of {args.repeats} interleaved repeats of {args.steps} timed steps "
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    heading = (f"{describe_machine()['cpu']} ({os.cpu_count()} cores), torch {torch.__version__}, device {device}{gpu}, "
+               f"median of {args.repeats} interleaved repeats of {args.steps} timed steps "
                f"after one warm-up ({args.steps_large} at 100 pixels or more); native bf16: {native_bf16(device)}; "
                f"precision auto resolves to {resolve_precision('auto', device)}")
     print(heading)
     table = measure(args)
     pd.set_option("display.width", 200)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    stamp = (f"Measured by benchmarks/train_throughput.py at commit {source_commit()} on "
+             f"{datetime.date.today().isoformat()}: {heading}.")
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        table.assign(heading=stamp).to_csv(args.csv, index=False)
     if args.html:
-        stamp = (f"Measured by benchmarks/train_throughput.py at commit {source_commit()} on "
-                 f"{datetime.date.today().isoformat()}: {heading}.")
         write_html(page_table(table, stamp), args.html)
 
 

@@ -162,7 +162,8 @@ def cpu_model() -> str:
 
 def source_commit(root: str | os.PathLike | None = None) -> str:
     """The short git commit of the checkout at ``root`` (the package's by default), with ``+changes`` when its
-    tracked files differ from it; ``"unknown"`` outside a git checkout. Benchmarks stamp their tables with it."""
+    tracked files differ from it; outside a git checkout, ``$OCULAR_SOURCE_COMMIT`` (a copy of the tree set it)
+    or ``"unknown"``. Benchmarks stamp their tables with it."""
     import subprocess
 
     root = str(root or Path(__file__).resolve().parents[2])
@@ -171,7 +172,7 @@ def source_commit(root: str | os.PathLike | None = None) -> str:
                                 check=True).stdout.strip()
         dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode != 0
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("OCULAR_SOURCE_COMMIT", "unknown")
     return commit + ("+changes" if dirty else "")
 
 
