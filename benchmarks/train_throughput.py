@@ -37,6 +37,7 @@ import os
 import pandas as pd
 import torch
 
+from ocular_utils.core.atomic import atomic_write_bytes
 from ocular_utils.core.environment import describe_machine, native_bf16, resolve_precision, source_commit, thread_count
 from ocular_utils.models.networks import build_model
 from ocular_utils.report.display import show, write_html
@@ -72,10 +73,9 @@ def variants(compile_too: bool, precisions=("fp32", "bf16"), formats=("contiguou
             for p, f, k in itertools.product(precisions, formats, compiled)]
 
 
-def measure(args) -> pd.DataFrame:
-    """One row per network, size, threads and variant."""
+def measure(args, on_timing) -> None:
+    """Time every network, size, thread count, batch, kernel mode and variant; hand each timing to ``on_timing``."""
     device = torch.device(args.device)
-    rows = []
     for model_name, size, threads, batch, mode in itertools.product(args.models, args.sizes, args.threads,
                                                                    args.batch, args.modes):
         torch.manual_seed(0)
@@ -83,28 +83,28 @@ def measure(args) -> pd.DataFrame:
         steps = args.steps if max(size) < 100 else args.steps_large
         cell = {"model": model_name, "input": f"{size[0]}x{size[1]}", "threads": threads, "batch": batch,
                 "mode": mode}
-        timings = {}
         kernel_mode(mode)
         with thread_count(threads):
             for _ in range(args.repeats):  # interleaved, so a slow spell of a shared machine hits every variant
-                for number, variant in enumerate(variants(args.compile, args.precisions, args.formats)):
+                for variant in variants(args.compile, args.precisions, args.formats):
                     torch._dynamo.reset()
-                    timing = training_step_timing(model, size, CLASSES, batch, steps, device, **variant)
-                    timings.setdefault(number, []).append(timing)
-                    print({**cell, **variant, **timing}, flush=True)
-        for number, variant in enumerate(variants(args.compile, args.precisions, args.formats)):
-            runs = pd.DataFrame(timings[number])
-            rows.append({**cell, **variant,
-                         "first_step_seconds": runs["first_step_seconds"].median(),
-                         "images_per_second": runs["images_per_second"].median(),
-                         "spread": runs["images_per_second"].max() / runs["images_per_second"].min() - 1})
+                    on_timing({**cell, **variant,
+                               **training_step_timing(model, size, CLASSES, batch, steps, device, **variant)})
     kernel_mode("study")
-    table = pd.DataFrame(rows)
+
+
+def summarize(timings: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell and variant of the timings: medians of its repeats, their spread, the speed-up over eager
+    fp32 contiguous in the study's kernel mode, and for compiled variants the images after which compiling pays."""
+    variant_keys = KEYS + ["precision", "channels_last", "compile"]
+    grouped = timings.groupby(variant_keys, sort=False)["images_per_second"]
+    table = timings.groupby(variant_keys, sort=False)[["first_step_seconds", "images_per_second"]].median()
+    table = table.assign(spread=grouped.max() / grouped.min() - 1).reset_index()
     eager = table[(table.precision == "fp32") & ~table.channels_last & ~table["compile"] & (table["mode"] == "study")]
-    reference = table.merge(eager[[k for k in KEYS if k != "mode"] + ["images_per_second", "first_step_seconds"]],
-                            on=[k for k in KEYS if k != "mode"], how="left", suffixes=("", "_eager"))
+    cell = [k for k in KEYS if k != "mode"]
+    reference = table.merge(eager[cell + ["images_per_second", "first_step_seconds"]], on=cell, how="left",
+                            suffixes=("", "_eager"))
     table["speedup"] = reference["images_per_second"] / reference["images_per_second_eager"]
-    # images after which a compiled variant has paid back its compilation over eager fp32
     saved_per_image = 1 / reference["images_per_second_eager"] - 1 / reference["images_per_second"]
     extra_seconds = reference["first_step_seconds"] - reference["first_step_seconds_eager"]
     table["break_even_images"] = (extra_seconds / saved_per_image).where(table["compile"] & (saved_per_image > 0))
@@ -149,17 +149,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table gives medians")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile variants")
-    parser.add_argument("--csv", help="also write the table here")
+    parser.add_argument("--csv", help="also write the summary table here")
+    parser.add_argument("--timings", help="write every timing here as it is measured (a run stopped early keeps them)")
     parser.add_argument("--html", help="also write the book's table (a great_tables HTML fragment) here")
-    parser.add_argument("--render", metavar="CSV", help="measure nothing: write --html from this earlier --csv")
+    parser.add_argument("--render", nargs="+", metavar="TIMINGS",
+                        help="measure nothing: summarize these --timings files (one heading each) into --html/--csv")
     args = parser.parse_args()
     if args.render:
-        if not args.html:
-            parser.error("--render needs --html (where to write the table)")
-        table = pd.read_csv(args.render)
-        if "heading" not in table.columns:
-            parser.error(f"{args.render} has no 'heading' column: write it with this script's --csv")
-        write_html(page_table(table.drop(columns="heading"), table["heading"].iloc[0]), args.html)
+        timings = pd.concat([pd.read_csv(path) for path in args.render], ignore_index=True)
+        if "heading" not in timings.columns:
+            parser.error(f"{args.render} hold no 'heading' column: write them with this script's --timings")
+        table = summarize(timings.drop(columns="heading"))
+        stamp = " ".join(timings["heading"].unique())
+        if args.csv:
+            table.assign(heading=stamp).to_csv(args.csv, index=False)
+        if args.html:
+            write_html(page_table(table, stamp), args.html)
         return
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1 (got {args.repeats})")
@@ -172,11 +177,20 @@ def main() -> None:
                f"after one warm-up ({args.steps_large} at 100 pixels or more); native bf16: {native_bf16(device)}; "
                f"precision auto resolves to {resolve_precision('auto', device)}")
     print(heading)
-    table = measure(args)
-    pd.set_option("display.width", 200)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     stamp = (f"Measured by benchmarks/train_throughput.py at commit {source_commit()} on "
              f"{datetime.date.today().isoformat()}: {heading}.")
+    timings = []
+
+    def keep(timing: dict) -> None:
+        print(timing, flush=True)
+        timings.append(timing)
+        if args.timings:  # rewritten whole each time, atomically: a run stopped early keeps every timing so far
+            atomic_write_bytes(args.timings, pd.DataFrame(timings).assign(heading=stamp).to_csv(index=False).encode())
+
+    measure(args, keep)
+    table = summarize(pd.DataFrame(timings))
+    pd.set_option("display.width", 200)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         table.assign(heading=stamp).to_csv(args.csv, index=False)
     if args.html:

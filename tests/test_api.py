@@ -56,3 +56,17 @@ def test_no_import_runs_from_a_lower_stage_to_a_higher_one():
             if target in STAGES and STAGES.index(target) > STAGES.index(stage):
                 upward.append(f"{path.relative_to(root)}:{node.lineno} imports {target}")
     assert not upward, "imports from a lower stage to a higher one:\n" + "\n".join(upward)
+
+
+def test_every_benchmark_script_imports():
+    """A benchmark is run by hand, rarely: a name it imports that the package no longer has must fail here."""
+    import importlib.util
+    from pathlib import Path
+
+    scripts = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # runs the imports and definitions, not main()
+        assert callable(getattr(module, "main", None)), f"{script.name} has no main()"

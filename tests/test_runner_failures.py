@@ -244,8 +244,11 @@ def test_a_missing_data_root_stops_the_run_before_any_unit_with_one_line(tmp_pat
     profile = _profile_file(tmp_path, data={"root": str(tmp_path / "nowhere"), "synthetic": None})
     for extra in ([], ["--dry-run"]):
         assert cli.main(["run", "--profile", profile, "--results", str(tmp_path / "results"), "--quiet"] + extra) == 2
-        err = capsys.readouterr().err.strip().splitlines()
+        shown = capsys.readouterr()
+        err = shown.err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("ocular-study: error: data (root ") and "nowhere" in err[0]
+        # a dry run still shows the plan and its price (a plan is priced before its data is there)
+        assert ("planned training, every round" in shown.out) == bool(extra)
     assert not (tmp_path / "results" / "checked" / "runs").exists(), "no unit started"
 
 

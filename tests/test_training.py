@@ -241,3 +241,26 @@ def test_precision_auto_takes_bf16_only_where_it_is_native_and_pays(monkeypatch)
         environment.RunSettings(precision="fp16")
     with pytest.raises(ValueError, match="needs a CPU or CUDA device"):
         environment.resolve_precision("bf16", "meta")
+
+
+def test_channels_last_training_learns_alike_and_returns_a_contiguous_model(tiny_data, monkeypatch):
+    from ocular_utils.core import environment
+
+    def run(channels_last):
+        torch.manual_seed(0)
+        model = build_model("resnet18", tiny_data.split.num_classes, 16)
+        result = fit(model, tiny_data.store, tiny_data.split.train, TrainConfig(**(CONFIG | {"epochs": 2})),
+                     progress=False, channels_last=channels_last)
+        return model, result.history["train_loss"].tolist()
+
+    plain, plain_loss = run(False)
+    last, last_loss = run(True)
+    assert all(p.is_contiguous() for p in last.parameters())  # saved and exported as ever
+    assert torch.allclose(torch.tensor(plain_loss), torch.tensor(last_loss), rtol=1e-3)
+    weights = [(plain.state_dict()[k].float(), v.float()) for k, v in last.state_dict().items() if v.is_floating_point()]
+    change = sum((a - b).norm() ** 2 for a, b in weights).sqrt() / sum(a.norm() ** 2 for a, _ in weights).sqrt()
+    assert change < 1e-2, f"channels_last training moved the weights by {change:.2e} of their norm"
+    assert environment.training_memory_format("cpu") == torch.contiguous_format  # CPU records unchanged
+    assert environment.training_memory_format("cuda") == torch.channels_last
+    monkeypatch.setattr(environment, "CHANNELS_LAST_PAYS_ON", ())
+    assert environment.training_memory_format("cuda") == torch.contiguous_format

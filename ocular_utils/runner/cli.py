@@ -78,12 +78,13 @@ def plan(profile_name: str, results: str = "results", threads: int | None = None
     return profile, planner.build(), root, planner.pending
 
 
-def checked_plan(profile, units: dict, generate: bool = True) -> preflight.Checked:
-    """Check the plan against its data before anything runs: warnings printed, problems raised all at once."""
+def checked_plan(profile, units: dict, generate: bool = True, raise_problems: bool = True) -> preflight.Checked:
+    """Check the plan against its data before anything runs: warnings printed, problems raised all at once
+    (``raise_problems=False``: left in the result, for a dry run that shows the plan first)."""
     checked = preflight.check_plan(profile, units, generate=generate)
     for warning in checked.warnings:
         print(f"ocular-study: warning: {warning}", file=sys.stderr, flush=True)
-    if checked.problems:
+    if checked.problems and raise_problems:
         raise PlanProblems(checked.problems)
     return checked
 
@@ -125,14 +126,17 @@ def command_run(args) -> int:
     at_a_time = f"{jobs} at a time" if args.engine == "local" else f"at most {jobs} at a time (cluster CPUs allowing)"
     print(f"profile {profile.name}: {len(units)} notebooks planned, {at_a_time}, engine {args.engine}; "
           f"results in {Path(args.results) / profile.name}", flush=True)
-    checked = checked_plan(profile, units, generate=not args.dry_run)
-    if args.dry_run:
-        return show_plan(args, profile, units, root, pending, checked)
+    checked = checked_plan(profile, units, generate=not args.dry_run, raise_problems=not args.dry_run)
+    if args.dry_run:  # the plan and its price even before the data is there; its problems after them, exit 2
+        show_plan(args, profile, units, root, pending, checked)
+        if checked.problems:
+            raise PlanProblems(checked.problems)
+        return 0
     with lock.holding(root / args.results / profile.name):
         return run_rounds(args, profile, units, root, pending, jobs)
 
 
-def show_plan(args, profile, units: dict, root: Path, pending: list[str], checked: preflight.Checked) -> int:
+def show_plan(args, profile, units: dict, root: Path, pending: list[str], checked: preflight.Checked) -> None:
     """Print each unit with its state and parameters, what later rounds add, the plan's price and the folder sizes."""
     for unit in units.values():
         state = "done" if unit.complete(root) else "to run"
@@ -147,7 +151,6 @@ def show_plan(args, profile, units: dict, root: Path, pending: list[str], checke
     print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
           f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
           f"book {cleanup.human(cleanup.folder_bytes(html))}")
-    return 0
 
 
 def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) -> int:

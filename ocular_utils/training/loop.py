@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..core.atomic import atomic_torch_save, load_state
 from ..core.config import Settings
-from ..core.environment import autocast
+from ..core.environment import autocast, training_memory_format
 from ..data.images import BatchLoader, ImageStore
 from . import distributed
 
@@ -136,18 +136,20 @@ class TrainingState:
 
 def train_one_epoch(model: nn.Module, loader: BatchLoader, loss_fn: Callable, optimizer, scheduler,
                     device: torch.device, epoch: int, epochs: int, extra_module: nn.Module | None = None,
-                    show_bar: bool = False, precision: str = "fp32") -> dict:
+                    show_bar: bool = False, precision: str = "fp32",
+                    memory_format: torch.memory_format = torch.contiguous_format) -> dict:
     """One pass over ``loader``: forward, loss, backward, step, per-step schedule. Returns the epoch's row.
 
     ``precision="bf16"`` runs the forward pass and the loss under bf16 autocast (weights, gradients
-    and optimizer state stay fp32).
+    and optimizer state stay fp32); batches move to the device in ``memory_format``.
     """
     model.train()
     started = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not show_bar)
     for x, y in bar:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
         with autocast(device, precision):
             loss, logits = loss_fn(model, x, y)
         if not torch.isfinite(loss):
@@ -254,7 +256,7 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
         loss_fn: Callable | None = None, extra_module: nn.Module | None = None,
         device: torch.device | str = "cpu", progress: bool | str = True,
         validate_at: Collection[int] | None = None, on_epoch_end: Callable | None = None,
-        precision: str = "fp32") -> TrainResult:
+        precision: str = "fp32", channels_last: bool | None = None) -> TrainResult:
     """Train ``model`` (in place) on ``train_frame`` (column ``label``); keep the best epoch by validation EER.
 
     ``loss_fn(model, x, y) -> (loss, logits)`` defaults to cross-entropy; ``extra_module`` holds
@@ -269,12 +271,17 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
     which it may extend (see :class:`ocular_utils.training.along.AlongTheWay`).
     ``precision``: ``"fp32"`` or ``"bf16"`` (autocast of the training steps; see
     :func:`ocular_utils.core.environment.resolve_precision`).
+    ``channels_last``: train in channels_last memory format (``None``: where it pays,
+    :func:`~ocular_utils.core.environment.training_memory_format`); the model is back in contiguous
+    format when ``fit`` returns, so what is saved or exported afterwards is laid out as ever.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"fit runs at precision 'fp32' or 'bf16' (got {precision!r}); resolve 'auto' first")
     device = torch.device(device)
+    memory_format = (training_memory_format(device) if channels_last is None
+                     else torch.channels_last if channels_last else torch.contiguous_format)
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
-    model.to(device)
+    model.to(device, memory_format=memory_format)
     if extra_module is not None:
         extra_module.to(device)
     loader = BatchLoader(store, train_frame, config.batch_size, shuffle=True, augment_images=config.augment,
@@ -296,7 +303,7 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
             loader.max_batches = config.chunk_batches[epoch - 1]
         row = train_one_epoch(train_model, loader, loss_fn, optimizer, scheduler, device, epoch, config.chunks,
                               extra_module, show_bar=progress == "bar" and distributed.is_main(),
-                              precision=precision)
+                              precision=precision, memory_format=memory_format)
         if distributed.is_main():
             if validate_at is None or epoch in validate_at:
                 select_epoch(model, row, state, validate, best_path)
@@ -311,6 +318,7 @@ def fit(model: nn.Module, store: ImageStore, train_frame: pd.DataFrame, config: 
                 log_epoch(row)
         distributed.barrier()
     restore_best(model, state, best_path, device)
+    model.to(memory_format=torch.contiguous_format)
     return TrainResult(pd.DataFrame(state.history), state.best_epoch, state.best_metric, resumed_from,
                        time.perf_counter() - started)
 
