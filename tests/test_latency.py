@@ -186,14 +186,14 @@ def test_kit_files_are_hard_links_or_copies(tmp_path, monkeypatch):
     source.write_bytes(b"program")
     target.parent.mkdir()
     target.write_bytes(b"an older kit's file")
-    assert place_file(source, target) == "linked"
+    place_file(source, target)
     assert target.stat().st_ino == source.stat().st_ino and target.read_bytes() == b"program"
 
     def cannot_link(*args):
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr("os.link", cannot_link)
-    assert place_file(source, target) == "copied"
+    place_file(source, target)
     assert target.stat().st_ino != source.stat().st_ino and target.read_bytes() == b"program"
 
 
@@ -222,3 +222,37 @@ def test_kit_takes_the_latency_units_core_ml_package_instead_of_converting_again
     linked = kit / "int8-base-coreml-fp16.mlpackage" / weights.relative_to(package)
     assert linked.stat().st_ino == weights.stat().st_ino  # the same file, not a second conversion
     assert (kit / "int8-base-coreml-int8w.mlpackage" / "Manifest.json").is_file()
+
+
+def test_a_route_parent_timed_by_the_runtime_benchmark_is_not_timed_again(tmp_path, monkeypatch):
+    """The latency unit times each route parent's fp32 programs once: route timing takes those rows."""
+    import json
+
+    from ocular_utils.deployment import route_timing
+    from ocular_utils.models.files import save_model
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", 4, 8)
+    parent, route = tmp_path / "base-abc", tmp_path / "quantize" / "int8-base"
+    save_model(model, parent)
+    artifacts = []
+    for precision in ("fp32", "int8"):  # an fp32 file stands in for the int8 one: timing does not care
+        path = export.export_onnx(deployed_network(model).eval(), route / f"{precision}-32x48.onnx", (32, 48))
+        artifacts.append({"runtime": "onnxruntime", "precision": precision, "input": "32x48", "file": str(path),
+                          "bytes": path.stat().st_size})
+    (route / "record.json").write_text(json.dumps({"status": "complete", "params": {"parent_dir": str(parent)},
+                                                   "details": {"artifacts": artifacts}}))
+    timing = {"repeats": 2, "warmup": 1}
+    alone = route_timing.time_artifacts([route], 1, **timing)
+    assert list(zip(alone["runtime"], alone["precision"])) == [("eager", "fp32"), ("onnxruntime", "fp32"),
+                                                              ("onnxruntime", "int8")]
+    assert (alone["median_ms"] > 0).all() and (alone["repeats"] == 2).all()
+    timed = pd.DataFrame([{"run": parent.name, "runtime": runtime, "input": "32x48", "threads": 1,
+                           "min_ms": 1.0, "median_ms": 123.0, "p90_ms": 2.0, "mean_ms": 1.5, "repeats": 7,
+                           "warmup": 1} for runtime in ("eager", "onnxruntime")])
+    monkeypatch.setattr(route_timing, "load_model", lambda *a, **k: pytest.fail("the parent was loaded again"))
+    reused = route_timing.time_artifacts([route], 1, timed, **timing)
+    assert list(reused["median_ms"][:2]) == [123.0, 123.0] and list(reused["repeats"][:2]) == [7, 7]
+    assert reused.loc[2, "median_ms"] != 123.0 and reused.loc[2, "repeats"] == 2  # int8: timed here
+    with pytest.raises(ValueError, match="threads"):
+        route_timing.time_artifacts([route], 2, timed, **timing)

@@ -42,16 +42,14 @@ def run_artifact(path: str | Path, runtime: str, input_size: tuple[int, int]) ->
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0].ravel()
 
 
-def place_file(source: Path, target: Path) -> str:
+def place_file(source: Path, target: Path) -> None:
     """Put ``source`` at ``target`` as a hard link (no second copy on disk), or a copy where linking fails (another
-    file system); returns ``"linked"`` or ``"copied"``. An existing ``target`` is replaced."""
+    file system). An existing ``target`` is replaced."""
     target.unlink(missing_ok=True)
     try:
         os.link(source, target)
-        return "linked"
     except OSError:
         shutil.copyfile(source, target)
-        return "copied"
 
 
 def _files(path: Path) -> list[Path]:

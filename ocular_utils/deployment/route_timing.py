@@ -35,33 +35,58 @@ def fp32_artifacts(run_dirs) -> dict[tuple[Path, str, str], Path]:
     return files
 
 
-def time_artifacts(run_dirs, threads: int, **timing) -> pd.DataFrame:
+TIMING_FIELDS = tuple(latency.Timing.__dataclass_fields__)
+
+
+def _timed_before(timed: pd.DataFrame | None, run: str, runtime: str, tag: str) -> dict | None:
+    """The timing fields of ``run`` in ``runtime`` at ``tag`` where ``timed`` (the runtime benchmark's rows) has
+    them: a route parent's fp32 program is the same file there, timed once."""
+    if timed is None or not len(timed):
+        return None
+    hit = timed[(timed["run"] == run) & (timed["runtime"] == runtime) & (timed["input"] == tag)]
+    return hit.iloc[0][list(TIMING_FIELDS)].to_dict() if len(hit) else None
+
+
+def time_artifacts(run_dirs, threads: int, timed: pd.DataFrame | None = None, **timing) -> pd.DataFrame:
     """Batch-1 latency of every artifact of the quantization runs in ``run_dirs``, and of each parent in eager.
 
-    One row per (run, runtime, precision, input); ``run`` is the quantization run's folder name.
+    One row per (run, runtime, precision, input); ``run`` is the quantization run's folder name. A parent's
+    fp32 row (eager or an exported file) that ``timed`` already holds at the same threads
+    (:func:`ocular_utils.deployment.latency.benchmark_runs`, whose ``run`` is the parent's folder name) is
+    taken from there, not timed again.
     """
+    if timed is not None and len(timed) and set(timed["threads"]) != {threads}:
+        raise ValueError(f"the rows timed before ran at threads {sorted(set(timed['threads']))}, not {threads}")
     rows = []
     for run_dir in run_dirs:
         record = route_record(run_dir)
         run = Path(run_dir).name
+        parent_dir = resolve(record["params"]["parent_dir"])
         artifacts = pd.DataFrame(record["details"]["artifacts"])
-        network = deployed_network(load_model(resolve(record["params"]["parent_dir"])))
+        network = None
         for tag in artifacts["input"].unique():
-            result = latency.time_eager(network, export.size_from_tag(tag), threads, **timing)
+            result = _timed_before(timed, parent_dir.name, "eager", tag)
+            if result is None:
+                if network is None:
+                    network = deployed_network(load_model(parent_dir))
+                result = asdict(latency.time_eager(network, export.size_from_tag(tag), threads, **timing))
             rows.append({"run": run, "runtime": "eager", "precision": "fp32", "input": tag,
-                         "threads": threads, "file_bytes": None, **asdict(result)})
+                         "threads": threads, "file_bytes": None, **result})
         for _, artifact in artifacts.iterrows():
-            timer = latency.time_executorch if artifact["runtime"] == "executorch" else latency.time_onnx
-            result = timer(resolve(artifact["file"]), export.size_from_tag(artifact["input"]), threads, **timing)
+            result = (_timed_before(timed, parent_dir.name, artifact["runtime"], artifact["input"])
+                      if artifact["precision"] == "fp32" else None)
+            if result is None:
+                timer = latency.time_executorch if artifact["runtime"] == "executorch" else latency.time_onnx
+                result = asdict(timer(resolve(artifact["file"]), export.size_from_tag(artifact["input"]), threads,
+                                      **timing))
             rows.append({"run": run, "runtime": artifact["runtime"], "precision": artifact["precision"],
-                         "input": artifact["input"], "threads": threads, "file_bytes": artifact["bytes"],
-                         **asdict(result)})
+                         "input": artifact["input"], "threads": threads, "file_bytes": artifact["bytes"], **result})
     return pd.DataFrame(rows)
 
 
-def time_routes(run_dirs, threads: int, **timing) -> pd.DataFrame:
+def time_routes(run_dirs, threads: int, timed: pd.DataFrame | None = None, **timing) -> pd.DataFrame:
     """:func:`time_artifacts` of the quantization runs with each run's family, or an empty frame without runs."""
     if not run_dirs:
         return pd.DataFrame(columns=["run", "runtime", "precision", "input", "median_ms", "family"])
     families = pd.concat([load_records(resolve(run_dir)) for run_dir in run_dirs])[["run", "family"]]
-    return time_artifacts(run_dirs, threads, **timing).merge(families, on="run")
+    return time_artifacts(run_dirs, threads, timed, **timing).merge(families, on="run")
