@@ -126,18 +126,18 @@ def command_run(args) -> int:
     at_a_time = f"{jobs} at a time" if args.engine == "local" else f"at most {jobs} at a time (cluster CPUs allowing)"
     print(f"profile {profile.name}: {len(units)} notebooks planned, {at_a_time}, engine {args.engine}; "
           f"results in {Path(args.results) / profile.name}", flush=True)
-    checked = checked_plan(profile, units, generate=not args.dry_run, raise_problems=not args.dry_run)
-    if args.dry_run:  # the plan and its price even before the data is there; its problems after them, exit 2
-        show_plan(args, profile, units, root, pending, checked)
-        if checked.problems:
-            raise PlanProblems(checked.problems)
-        return 0
+    if args.dry_run:
+        return show_plan(args, profile, units, root, pending)
+    checked_plan(profile, units)
     with lock.holding(root / args.results / profile.name):
         return run_rounds(args, profile, units, root, pending, jobs)
 
 
-def show_plan(args, profile, units: dict, root: Path, pending: list[str], checked: preflight.Checked) -> None:
-    """Print each unit with its state and parameters, what later rounds add, the plan's price and the folder sizes."""
+def show_plan(args, profile, units: dict, root: Path, pending: list[str]) -> int:
+    """Print each unit with its state and parameters, what later rounds add, the plan's price and the folder sizes;
+    then the plan's problems (:func:`checked_plan`, without generating data), so that a plan is shown and priced
+    before its data is there."""
+    checked = checked_plan(profile, units, generate=False, raise_problems=False)
     for unit in units.values():
         state = "done" if unit.complete(root) else "to run"
         print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
@@ -151,6 +151,9 @@ def show_plan(args, profile, units: dict, root: Path, pending: list[str], checke
     print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
           f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
           f"book {cleanup.human(cleanup.folder_bytes(html))}")
+    if checked.problems:
+        raise PlanProblems(checked.problems)
+    return 0
 
 
 def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) -> int:
@@ -295,7 +298,7 @@ def command_status(args) -> int:
     """Print each unit and whether it is complete, the plan's price and the results folder's size."""
     profile, units, root, pending = plan(args.profile, args.results, args.threads)
     print(f"profile {profile.name}: {len(units)} notebooks planned; results in {Path(args.results) / profile.name}")
-    return show_plan(args, profile, units, root, pending, checked_plan(profile, units, generate=False))
+    return show_plan(args, profile, units, root, pending)
 
 
 def command_clean(args) -> int:
