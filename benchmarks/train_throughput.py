@@ -118,11 +118,10 @@ def variant_name(row) -> str:
 
 
 def page_table(table: pd.DataFrame, heading: str):
-    """One row per network, input, thread count (batch and kernel mode where several were measured): eager fp32
-    images/s, then every variant's speed-up over eager fp32 in the study's kernel mode."""
+    """One row per network and input (and thread count, batch and kernel mode where several were measured): eager
+    fp32 images/s, then every variant's speed-up over eager fp32 in the study's kernel mode."""
     table = table.assign(variant=table.apply(variant_name, axis=1))
-    keys = [k for k in KEYS if k in table.columns and table[k].nunique() > 1] or ["model"]
-    keys = list(dict.fromkeys(["model", "input", "threads"] + keys))
+    keys = ["model", "input"] + [k for k in KEYS[2:] if k in table.columns and table[k].nunique() > 1]
     speedups = table.pivot_table(index=keys, columns="variant", values="speedup", sort=False)
     reference = table[table.variant == "fp32"].set_index(keys)["images_per_second"]
     spread = table.groupby(keys, sort=False)["spread"].max().rename("largest repeat spread (%)")
