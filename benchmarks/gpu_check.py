@@ -1,4 +1,4 @@
-"""GPU check of the study's code paths (CUDA), with throughput figures for sizing the paper-scale profiles.
+"""GPU check of the study's code paths (CUDA): every stage runs on the device, at ``precision: auto``.
 
 Runs the package's functions directly (no notebooks): synthetic data, ResNet50 training and
 evaluation, every registered compression method at 8x with fine-tuning to a budget (decay

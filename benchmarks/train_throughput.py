@@ -20,12 +20,13 @@ algorithm (``cudnn.benchmark``) with no determinism; on a CPU both run the same 
     python benchmarks/train_throughput.py --sizes 32x48 --no-compile --steps 30 \
         --csv data/benchmarks/train_throughput.csv --html data/benchmarks/train_throughput.html
     python benchmarks/train_throughput.py --device cuda --modes study fast --batch 32 128 --steps 20 \
-        --steps-large 20 --no-compile --csv gpu.csv     # on a GPU machine
-    python benchmarks/train_throughput.py --render gpu.csv --html data/benchmarks/train_throughput_cuda.html
+        --steps-large 20 --no-compile --timings gpu_timings.csv     # on a GPU machine
+    python benchmarks/train_throughput.py --render gpu_timings.csv --html data/benchmarks/train_throughput_cuda.html
 
 ``--html`` writes the table the book's reproducing page shows (a great_tables fragment);
-``--render CSV`` writes it from an earlier run's ``--csv`` (e.g. one measured on a machine without
-great_tables), its heading kept in the CSV's ``heading`` column.
+``--timings`` keeps every single timing as it is measured (with the run's heading), and
+``--render TIMINGS...`` summarizes such files into ``--csv``/``--html`` without measuring (e.g. timings
+taken on a machine without great_tables, or by a run stopped at a time limit).
 """
 from __future__ import annotations
 
