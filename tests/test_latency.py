@@ -172,8 +172,8 @@ def test_route_fp32_files_are_found_by_parent_runtime_and_size(tmp_path):
                  for precision in ("fp32", "int8")]
     (route / "record.json").write_text(json.dumps({"status": "complete", "params": {"parent_dir": str(parent)},
                                                    "details": {"artifacts": artifacts}}))
-    assert fp32_artifacts([route]) == {(parent.resolve(), "executorch", "32x48"): route / "fp32-32x48.pte",
-                                       (parent.resolve(), "onnxruntime", "32x48"): route / "fp32-32x48.onnx"}
+    assert fp32_artifacts([route]) == {(parent, "executorch", "32x48"): route / "fp32-32x48.pte",
+                                       (parent, "onnxruntime", "32x48"): route / "fp32-32x48.onnx"}
     with pytest.raises(FileNotFoundError, match="has no complete record"):
         fp32_artifacts([tmp_path / "missing"])
 
@@ -224,6 +224,25 @@ def test_kit_takes_the_latency_units_core_ml_package_instead_of_converting_again
     assert (kit / "int8-base-coreml-int8w.mlpackage" / "Manifest.json").is_file()
 
 
+def test_the_runtime_benchmark_times_a_route_file_instead_of_exporting_again(tmp_path, monkeypatch):
+    """A file named by a route (its parent folder written another way: with '..') is timed, not exported."""
+    from ocular_utils.deployment import latency
+    from ocular_utils.models.files import save_model
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", 4, 8)
+    parent = tmp_path / "runs" / "base-abc"
+    save_model(model, parent)
+    existing = export.export_onnx(deployed_network(model).eval(), tmp_path / "route" / "fp32-32x48.onnx", (32, 48))
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    models = pd.DataFrame([{"run": "base-abc", "run_dir": str(parent)}])
+    key = (tmp_path / "runs" / ".." / "runs" / "base-abc", "onnxruntime", "32x48")
+    table = latency.benchmark_runs(models, [(32, 48)], ["onnxruntime"], tmp_path / "exports", 1,
+                                   {key: existing}, repeats=2, warmup=1)
+    assert list(table["file_bytes"]) == [existing.stat().st_size] and existing.exists()
+    assert table.loc[0, "max_abs_diff"] < 1e-4
+
+
 def test_a_route_parent_timed_by_the_runtime_benchmark_is_not_timed_again(tmp_path, monkeypatch):
     """The latency unit times each route parent's fp32 programs once: route timing takes those rows."""
     import json
@@ -254,5 +273,6 @@ def test_a_route_parent_timed_by_the_runtime_benchmark_is_not_timed_again(tmp_pa
     reused = route_timing.time_artifacts([route], 1, timed, **timing)
     assert list(reused["median_ms"][:2]) == [123.0, 123.0] and list(reused["repeats"][:2]) == [7, 7]
     assert reused.loc[2, "median_ms"] != 123.0 and reused.loc[2, "repeats"] == 2  # int8: timed here
-    with pytest.raises(ValueError, match="threads"):
-        route_timing.time_artifacts([route], 2, timed, **timing)
+    monkeypatch.undo()
+    other_threads = route_timing.time_artifacts([route], 2, timed, **timing)  # rows at 1 thread are not reused
+    assert (other_threads["repeats"] == 2).all() and (other_threads["threads"] == 2).all()

@@ -28,7 +28,7 @@ def fp32_artifacts(run_dirs) -> dict[tuple[Path, str, str], Path]:
     files = {}
     for run_dir in run_dirs:
         record = route_record(run_dir)
-        parent = resolve(record["params"]["parent_dir"]).resolve()
+        parent = resolve(record["params"]["parent_dir"])  # benchmark_runs normalizes the folders it compares
         for artifact in record["details"]["artifacts"]:
             if artifact["precision"] == "fp32":
                 files[(parent, artifact["runtime"], artifact["input"])] = resolve(artifact["file"])
@@ -38,12 +38,13 @@ def fp32_artifacts(run_dirs) -> dict[tuple[Path, str, str], Path]:
 TIMING_FIELDS = tuple(latency.Timing.__dataclass_fields__)
 
 
-def _timed_before(timed: pd.DataFrame | None, run: str, runtime: str, tag: str) -> dict | None:
-    """The timing fields of ``run`` in ``runtime`` at ``tag`` where ``timed`` (the runtime benchmark's rows) has
-    them: a route parent's fp32 program is the same file there, timed once."""
+def _timed_before(timed: pd.DataFrame | None, run: str, runtime: str, tag: str, threads: int) -> dict | None:
+    """The timing fields of ``run`` in ``runtime`` at ``tag`` and ``threads`` where ``timed`` (the runtime
+    benchmark's rows) has them: a route parent's fp32 program is the same file there, timed once."""
     if timed is None or not len(timed):
         return None
-    hit = timed[(timed["run"] == run) & (timed["runtime"] == runtime) & (timed["input"] == tag)]
+    hit = timed[(timed["run"] == run) & (timed["runtime"] == runtime) & (timed["input"] == tag)
+                & (timed["threads"] == threads)]
     return hit.iloc[0][list(TIMING_FIELDS)].to_dict() if len(hit) else None
 
 
@@ -53,10 +54,8 @@ def time_artifacts(run_dirs, threads: int, timed: pd.DataFrame | None = None, **
     One row per (run, runtime, precision, input); ``run`` is the quantization run's folder name. A parent's
     fp32 row (eager or an exported file) that ``timed`` already holds at the same threads
     (:func:`ocular_utils.deployment.latency.benchmark_runs`, whose ``run`` is the parent's folder name) is
-    taken from there, not timed again.
+    taken from there, not timed again; rows at other threads are not used.
     """
-    if timed is not None and len(timed) and set(timed["threads"]) != {threads}:
-        raise ValueError(f"the rows timed before ran at threads {sorted(set(timed['threads']))}, not {threads}")
     rows = []
     for run_dir in run_dirs:
         record = route_record(run_dir)
@@ -65,7 +64,7 @@ def time_artifacts(run_dirs, threads: int, timed: pd.DataFrame | None = None, **
         artifacts = pd.DataFrame(record["details"]["artifacts"])
         network = None
         for tag in artifacts["input"].unique():
-            result = _timed_before(timed, parent_dir.name, "eager", tag)
+            result = _timed_before(timed, parent_dir.name, "eager", tag, threads)
             if result is None:
                 if network is None:
                     network = deployed_network(load_model(parent_dir))
@@ -73,7 +72,7 @@ def time_artifacts(run_dirs, threads: int, timed: pd.DataFrame | None = None, **
             rows.append({"run": run, "runtime": "eager", "precision": "fp32", "input": tag,
                          "threads": threads, "file_bytes": None, **result})
         for _, artifact in artifacts.iterrows():
-            result = (_timed_before(timed, parent_dir.name, artifact["runtime"], artifact["input"])
+            result = (_timed_before(timed, parent_dir.name, artifact["runtime"], artifact["input"], threads)
                       if artifact["precision"] == "fp32" else None)
             if result is None:
                 timer = latency.time_executorch if artifact["runtime"] == "executorch" else latency.time_onnx
