@@ -118,7 +118,7 @@ def variant_name(row) -> str:
                     + ["compiled"] * bool(row["compile"]))
 
 
-def page_table(table: pd.DataFrame, heading: str):
+def page_table(table: pd.DataFrame, heading: str | list[str]):
     """One row per network and input (and thread count, batch and kernel mode where several were measured): eager
     fp32 images/s, then every variant's speed-up over eager fp32 in the study's kernel mode."""
     table = table.assign(variant=table.apply(variant_name, axis=1))
@@ -160,11 +160,11 @@ def main() -> None:
         if "heading" not in timings.columns:
             parser.error(f"{args.render} hold no 'heading' column: write them with this script's --timings")
         table = summarize(timings.drop(columns="heading"))
-        stamp = " ".join(timings["heading"].unique())
+        headings = list(timings["heading"].unique())
         if args.csv:
-            table.assign(heading=stamp).to_csv(args.csv, index=False)
+            table.assign(heading=" ".join(headings)).to_csv(args.csv, index=False)
         if args.html:
-            write_html(page_table(table, stamp), args.html)
+            write_html(page_table(table, headings), args.html)
         return
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1 (got {args.repeats})")

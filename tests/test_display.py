@@ -55,6 +55,13 @@ def test_show_renders_an_html_table_without_index_or_raw_missing_values():
     assert "white-space: pre-line" in html
 
 
+def test_a_list_of_notes_gives_one_source_note_line_each():
+    frame = pd.DataFrame({"a": [1.0]})
+    html = display.show(frame, note=["first run: machine A", "second run: machine B"])._repr_html_()
+    assert html.count('class="gt_sourcenote"') == 2 and html.index("machine A") < html.index("machine B")
+    assert display.show(frame, note="one line")._repr_html_().count('class="gt_sourcenote"') == 1
+
+
 def test_comparison_table_puts_each_difference_and_its_interval_in_one_cell():
     from ocular_utils.report.comparison import COLUMNS, comparison_table
 

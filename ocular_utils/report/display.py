@@ -114,9 +114,9 @@ def readable(frame: pd.DataFrame | pd.Series, percent=(), p_values=(), digits: d
 
 
 def show(frame: pd.DataFrame | pd.Series, title: str | None = None, percent=(), p_values=(),
-         digits: dict | None = None, joined: dict | None = None, note: str | None = None, wrap=()):
+         digits: dict | None = None, joined: dict | None = None, note: str | list[str] | None = None, wrap=()):
     """The table a chapter displays (a great_tables ``GT``): :func:`readable` cells, left-aligned text,
-    an optional title and source note; ``wrap`` names long-text columns that break across lines (and at
+    an optional title and source note (a list gives one line each); ``wrap`` names long-text columns that break across lines (and at
     each newline of a cell)."""
     from great_tables import GT, loc, style
 
@@ -125,8 +125,8 @@ def show(frame: pd.DataFrame | pd.Series, title: str | None = None, percent=(), 
                                                      column_labels_font_weight="bold")
     if title:
         table = table.tab_header(title=title)
-    if note:
-        table = table.tab_source_note(note)
+    for line in [note] if isinstance(note, str) else (note or []):
+        table = table.tab_source_note(line)
     wrapped = [c for c in wrap if c in cells.columns]
     if wrapped:
         table = table.tab_style(style.css("white-space: pre-line; min-width: 9em"), loc.body(columns=wrapped))
