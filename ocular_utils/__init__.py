@@ -67,8 +67,10 @@ Subpackages follow the data flow, one concern each, and each module has one job:
 - ``runner.preflight``: the plan checked against its data before anything runs
 - ``runner.lock``: one run per results folder (a lock file naming its holder)
 - ``runner.pricing``: a plan's training images per group of units and the hours they take
+- ``runner.dry_run``: what ``--dry-run`` and ``status`` print: units, price, folder size, the plan's problems
 - ``runner.cleanup``: the results folder's size, run folders no unit owns, cleaning
 - ``runner.scheduler``: executes units with papermill, locally or on Ray
+- ``runner.failed_units``: a run's failed and blocked units (``failures.json``), their messages, the exit status
 - ``runner.session``: the start and finish of a run notebook
 - ``runner.book``: assembles and builds the Jupyter Book
 - ``runner.cli``: the ``ocular-study`` command

@@ -22,7 +22,7 @@ import yaml
 from ..core.atomic import atomic_write_json
 from ..core.paths import project_root
 from ..training import distributed
-from . import book, cleanup, lock, preflight, pricing, scheduler
+from . import book, cleanup, dry_run, failed_units, lock, preflight, scheduler
 from .plan import Planner
 from .profiles import available_profiles, load_profile
 
@@ -34,17 +34,6 @@ class UserError(Exception):
 # Errors raised for bad input anywhere in the package (unknown profile/method, impossible ratio, missing or
 # malformed data): one line for people, the traceback with --debug.
 USER_ERRORS = (UserError, lock.FolderLocked, *scheduler.USER_ERROR_BASES)
-
-
-FAILURES = "failures.json"  # in results/<profile>: the units of the last run that failed or were blocked
-
-
-class PlanProblems(Exception):
-    """The plan does not fit its data or settings: every problem found, one line each (exit status 2)."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__(f"{len(problems)} problems")
-        self.problems = problems
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -78,45 +67,12 @@ def plan(profile_name: str, results: str = "results", threads: int | None = None
     return profile, planner.build(), root, planner.pending
 
 
-def checked_plan(profile, units: dict, generate: bool = True, raise_problems: bool = True) -> preflight.Checked:
-    """Check the plan against its data before anything runs: warnings printed, problems raised all at once
-    (``raise_problems=False``: left in the result, for a dry run that shows the plan first)."""
-    checked = preflight.check_plan(profile, units, generate=generate)
-    for warning in checked.warnings:
-        print(f"ocular-study: warning: {warning}", file=sys.stderr, flush=True)
-    if checked.problems and raise_problems:
-        raise PlanProblems(checked.problems)
-    return checked
-
-
-def priced(profile, root: Path, args, train_images: int | None = None) -> str:
-    """The dry run's price of the whole plan (every round): training images per group and hours."""
-    records = pricing.finished_records(root / args.results / profile.name)
-    train_images = args.train_images or train_images or pricing.recorded_train_images(records)
-    base_images = None if train_images is None else profile.base.train.epochs * train_images
-    full = Planner(profile, root, args.results, args.threads, assume_done=True, base_images=base_images).build()
-    table = pricing.priced_plan(full, train_images, args.images_per_second, pricing.recorded_throughput(records))
-    return pricing.priced_text(table, train_images, args.images_per_second)
-
-
 def recorded_unit_seconds(timing_path: Path) -> dict[str, float]:
     """Seconds per unit name recorded by earlier runs of the profile (``timings.json``), for the ETA."""
     if not timing_path.is_file():
         return {}
     recorded = json.loads(timing_path.read_text())
     return {**recorded.get("units", {}), **recorded.get("all_units", {})}
-
-
-def _shown_params(params: dict) -> str:
-    """A unit's parameters on one line for ``--dry-run``: scalars in full, sections and lists by size."""
-    def shown(value):
-        if isinstance(value, dict):
-            return "{" + f"{len(value)} settings" + "}"
-        if isinstance(value, list):
-            return f"[{len(value)} items]" if len(value) > 3 else json.dumps(value, default=str)
-        return json.dumps(value, default=str)
-
-    return " ".join(f"{key}={shown(value)}" for key, value in sorted(params.items()))
 
 
 def command_run(args) -> int:
@@ -127,33 +83,10 @@ def command_run(args) -> int:
     print(f"profile {profile.name}: {len(units)} notebooks planned, {at_a_time}, engine {args.engine}; "
           f"results in {Path(args.results) / profile.name}", flush=True)
     if args.dry_run:
-        return show_plan(args, profile, units, root, pending)
-    checked_plan(profile, units)
+        return dry_run.show_plan(args, profile, units, root, pending)
+    preflight.checked_plan(profile, units)
     with lock.holding(root / args.results / profile.name):
         return run_rounds(args, profile, units, root, pending, jobs)
-
-
-def show_plan(args, profile, units: dict, root: Path, pending: list[str]) -> int:
-    """Print each unit with its state and parameters, what later rounds add, the plan's price and the folder sizes;
-    then the plan's problems (:func:`checked_plan`, without generating data), so that a plan is shown and priced
-    before its data is there."""
-    checked = checked_plan(profile, units, generate=False, raise_problems=False)
-    for unit in units.values():
-        state = "done" if unit.complete(root) else "to run"
-        print(f"  {state:7s} {unit.name:40s} {unit.run_dir}\n          {_shown_params(unit.params)}")
-    for note in pending:
-        print(f"  later   {note}")
-    print(priced(profile, root, args, checked.train_images))
-    results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
-    stale = cleanup.stale_runs(units, root, results)
-    stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
-    shown = results.relative_to(root) if results.is_relative_to(root) else results
-    print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
-          f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "
-          f"book {cleanup.human(cleanup.folder_bytes(html))}")
-    if checked.problems:
-        raise PlanProblems(checked.problems)
-    return 0
 
 
 def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) -> int:
@@ -174,14 +107,14 @@ def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) 
         peak = max(peak, outcome.peak_rss_bytes)
         failures |= outcome.failed
         blocked |= {name: units[name].key for name in outcome.blocked}
-        write_failures(results, failures, blocked, units)
+        failed_units.write_failures(results, failures, blocked, units)
         accounted = len(outcome.executed) + len(outcome.skipped) + len(outcome.failed) + len(outcome.blocked)
         finished = accounted == len(units)
         if outcome.interrupted or not finished or not pending:
             break
         # a failure costs only its dependants: the next round is planned without the failed and blocked units
         profile, next_units, root, pending = plan(args.profile, args.results, args.threads,
-                                                  unavailable=left_out_units(failures, blocked))
+                                                  unavailable=failed_units.left_out_units(failures, blocked))
         finished_here = set(outcome.executed) | set(outcome.skipped)
         moved = [name for name in finished_here if name in next_units and next_units[name].key != units[name].key]
         if moved:
@@ -207,40 +140,8 @@ def run_rounds(args, profile, units, root: Path, pending: list[str], jobs: int) 
         print(f"interrupted: {done} units finished, {len(units) - done} will rerun (the {len(outcome.interrupted)} "
               f"running ones among them); run the same command to resume", file=sys.stderr, flush=True)
         return 130
-    built = finish(args, profile, units, root, finished, pending, left_out_units(failures, blocked))
-    return report_failures(failures, units) or built
-
-
-def left_out_units(failures: dict, blocked: dict[str, str]) -> dict[str, str]:
-    """Name -> key of every unit that failed or was blocked in this run (what later rounds go on without)."""
-    return blocked | {name: failure.key for name, failure in failures.items()}
-
-
-def write_failures(results: Path, failures: dict, blocked: dict[str, str], units: dict) -> None:
-    """Record this run's failed and blocked units in ``failures.json`` (the book lists them); none: remove it."""
-    path = results / FAILURES
-    if not failures and not blocked:
-        path.unlink(missing_ok=True)
-        return
-    atomic_write_json(path, {"failed": {name: {"error": str(f), "user_error": f.user_error,
-                                               "notebook": str(units[name].output) if name in units else None}
-                                        for name, f in failures.items()},
-                             "blocked": sorted(blocked)})
-
-
-def report_failures(failures: dict, units: dict) -> int:
-    """Print each failed unit's error (type and whole message) and its executed notebook; the exit status.
-
-    A run whose failures are all user errors (bad data or settings) ends like any user error (2), else 1.
-    """
-    for name, failure in failures.items():
-        if failure.user_error:
-            print(f"ocular-study: error: {name}: {failure} (executed notebook: {units[name].output})", file=sys.stderr)
-        else:
-            print(f"FAILED {name}: {failure}\n  executed notebook: {units[name].output}", file=sys.stderr)
-    if not failures:
-        return 0
-    return 2 if all(f.user_error for f in failures.values()) else 1
+    built = finish(args, profile, units, root, finished, pending, failed_units.left_out_units(failures, blocked))
+    return failed_units.report_failures(failures, units) or built
 
 
 def finish(args, profile, units, root: Path, finished: bool, pending: list[str], left_out: dict[str, str]) -> int:
@@ -268,7 +169,7 @@ def command_book(args, profile=None, units=None, root=None, left_out: dict[str, 
         raise UserError(f"cannot build the book: {len(missing)} units have not run ({missing[:5]}...); "
                         f"run `ocular-study run --profile {profile.name}` first")
     started = time.perf_counter()
-    toc = book.assemble(units, root, profile, failures_file=root / args.results / profile.name / FAILURES)
+    toc = book.assemble(units, root, profile, failures_file=root / args.results / profile.name / failed_units.FAILURES)
     html = book.build(root, toc, book.html_folder(root, profile.name), strict=not args.no_strict)
     index = html / "index.html"
     print(f"book built in {time.perf_counter() - started:.0f}s: {index}\nopen {index.resolve().as_uri()}", flush=True)
@@ -298,7 +199,7 @@ def command_status(args) -> int:
     """Print each unit and whether it is complete, the plan's price and the results folder's size."""
     profile, units, root, pending = plan(args.profile, args.results, args.threads)
     print(f"profile {profile.name}: {len(units)} notebooks planned; results in {Path(args.results) / profile.name}")
-    return show_plan(args, profile, units, root, pending)
+    return dry_run.show_plan(args, profile, units, root, pending)
 
 
 def command_clean(args) -> int:
@@ -466,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except PlanProblems as error:
+    except preflight.PlanProblems as error:
         for problem in error.problems:
             print(f"ocular-study: error: {problem}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ method's models are known to collapse). All problems are reported at once, one l
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 from ..compression.registry import get_method
@@ -114,3 +115,22 @@ def check_compressions(profile: Profile, checked: Checked) -> None:
                 checked.warnings.append(f"pruning.compressions: {method_name} at {ratio:g}x is beyond "
                                         f"{method.meaningful_up_to:g}x, where its models are expected to collapse "
                                         "to chance")
+
+
+class PlanProblems(Exception):
+    """The plan does not fit its data or settings: every problem found, one line each (exit status 2)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(f"{len(problems)} problems")
+        self.problems = problems
+
+
+def checked_plan(profile, units: dict, generate: bool = True, raise_problems: bool = True) -> Checked:
+    """Check the plan against its data before anything runs: warnings printed, problems raised all at once
+    (``raise_problems=False``: left in the result, for a dry run that shows the plan first)."""
+    checked = check_plan(profile, units, generate=generate)
+    for warning in checked.warnings:
+        print(f"ocular-study: warning: {warning}", file=sys.stderr, flush=True)
+    if checked.problems and raise_problems:
+        raise PlanProblems(checked.problems)
+    return checked
