@@ -82,9 +82,9 @@ def test_student_and_model_tables(results_dir):
     assert latency["base-1"] == 20.0 and latency["mv-7"] == 4.0 and pd.isna(latency["lw8-2"])
     assert loaded.base["backbone"] == "resnet50"
     budget = tables.budget_table(models)
-    assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "images_max"] == 800
-    assert budget.loc["unstructured pruning", "checked"] == 1 == budget.loc["unstructured pruning",
-                                                                           "still_improving"]
+    assert budget.loc["unstructured pruning", "runs"] == 3 and budget.loc["KD student", "most training images"] == 800
+    assert budget.loc["unstructured pruning", "runs checked for improvement"] == 1 == budget.loc[
+        "unstructured pruning", "still improving"]
     everything = loaded.all_models
     assert len(everything) == 8 and sorted(everything.loc[everything["label"] == "layer_weight 8x", "seed"]) == [0, 1]
     assert list(models.loc[models["label"] == "layer_weight 8x", "eer"]) == [0.10], "the grid's seed, once"
@@ -168,3 +168,36 @@ def test_phone_verdict_chooses_on_validation_and_needs_both_looks(tmp_path):
     both = models.assign(scores_2B=[_score_file(tmp_path / "x" / "2B.npz", 3.0, 2), *models["scores_2B"][1:]])
     settled = phone.category_verdict(both.iloc[:2], 10, replicates=200)
     assert settled["verdict"] == "combination", "lower at B and at 2B, raw p < 0.05"
+
+
+def test_the_fixed_overhead_of_a_pruning_unit_is_summed_per_run_and_judged_on_the_median():
+    from ocular_utils.report import timing
+
+    records = pd.DataFrame({"kind": ["prune", "prune", "prune", "base"],
+                            "timings.startup": [4.0, 5.0, 6.0, 9.0], "timings.data": [1.0, None, 1.0, 1.0],
+                            "timings.finetune": [95.0, 45.0, 193.0, 300.0], "timings.save": [0.0, 0.0, 0.0, 2.0]})
+    overhead = timing.overhead_summary(records)
+    assert list(overhead.index) == ["median", "mean", "min", "max"] and overhead.index.name == "over 3 prune runs"
+    assert list(overhead.columns) == ["unit s", "startup s", "data s", "save s", "fixed s", "fixed share (%)"]
+    assert overhead.loc["median", "unit s"] == 100.0 and overhead.loc["max", "fixed s"] == 7.0
+    assert overhead.loc["median", "fixed share (%)"] == pytest.approx(5.0)  # runs: 5%, 10%, 3.5%
+    assert "**5%**" in timing.overhead_verdict(overhead) and "within" in timing.overhead_verdict(overhead)
+    slow = records.assign(**{"timings.startup": [9.0, 9.0, 9.0, 9.0]})
+    assert "above the target of at most 5%" in timing.overhead_verdict(timing.overhead_summary(slow))
+    assert timing.overhead_summary(records[records.kind == "base"]).empty
+    assert "No pruning unit" in timing.overhead_verdict(timing.overhead_summary(records[records.kind == "base"]))
+
+
+def test_the_rate_sweep_table_marks_the_rate_of_the_lowest_mean_validation_eer(tmp_path):
+    runs = []
+    for method, rate, eer in [("layer_weight", 0.001, 0.20), ("layer_weight", 0.01, 0.10),
+                              ("channel_magnitude", 0.001, 0.30), ("channel_magnitude", 0.01, 0.26)]:
+        run_dir = tmp_path / f"{method}-{rate}"
+        write_record(run_dir, Record("prune", {"pruning": {"finetune": {"lr": rate}}}, method=method,
+                                     training_images=768, metrics={"validation_eer": eer}))
+        runs.append({"kind": "prune", "run_dir": str(run_dir), "method": method, "training_images": 768,
+                     "metrics.validation_eer": eer})
+    sweep = tables.sweep_table(pd.DataFrame(runs))
+    assert list(sweep.columns) == ["rate (SGD, 768 images)", "channel_magnitude", "layer_weight", "mean", "chosen"]
+    assert list(sweep["chosen"]) == [False, True] and list(sweep["mean"]) == [25.0, 18.0]
+    assert tables.sweep_table(pd.DataFrame(runs).assign(kind="distill")).empty

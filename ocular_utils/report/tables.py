@@ -134,9 +134,11 @@ def budget_table(models: pd.DataFrame) -> pd.DataFrame:
     """Per family: runs, training images (after the base for compressed models, from scratch for students and
     the base), and how many runs were checked for improvement from B to 2B and were still improving."""
     checked = models["still_improving"].notna()
-    return models.assign(checked=checked, improving=models["still_improving"].eq(True)).groupby("family").agg(
-        runs=("run", "count"), images_min=("training_images", "min"), images_max=("training_images", "max"),
-        checked=("checked", "sum"), still_improving=("improving", "sum"))
+    table = models.assign(checked=checked, improving=models["still_improving"].eq(True)).groupby("family").agg(
+        runs=("run", "count"), fewest=("training_images", "min"), most=("training_images", "max"),
+        checked=("checked", "sum"), improving=("improving", "sum"))
+    return table.rename(columns={"fewest": "fewest training images", "most": "most training images",
+                                 "checked": "runs checked for improvement", "improving": "still improving"})
 
 
 def sparsity_summary(detail: pd.DataFrame, ratios: pd.DataFrame, input_size: str) -> pd.DataFrame:
@@ -165,6 +167,6 @@ def sweep_table(records: pd.DataFrame) -> pd.DataFrame:
                           "validation EER %": 100 * runs["metrics.validation_eer"].astype(float).to_numpy()})
     shown = table.pivot_table(index="rate", columns="method", values="validation EER %").round(2)
     shown["mean"] = shown.mean(axis=1).round(2)
-    shown["chosen"] = np.where(shown.index == shown["mean"].idxmin(), "yes", "")
+    shown["chosen"] = shown.index == shown["mean"].idxmin()
     images = int(runs["training_images"].iloc[0])
     return shown.rename_axis(f"rate (SGD, {images:,} images)").reset_index()
