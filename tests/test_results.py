@@ -49,6 +49,10 @@ def test_a_unit_is_keyed_by_the_code_its_results_depend_on(tmp_path, monkeypatch
     def keys():
         return {name: unit.key for name, unit in Planner(profile, project_root(), str(tmp_path / "r")).build().items()}
 
+    def chapter_keys():  # every round planned at once (as the dry run does): the chapters included
+        units = Planner(profile, project_root(), str(tmp_path / "r"), assume_done=True).build().values()
+        return {unit.name: unit.key for unit in units if unit.kind == "chapter"}
+
     def chapter_version():
         return versions.code_version(notebooks / "comparison.ipynb", display=True)
 
@@ -57,13 +61,19 @@ def test_a_unit_is_keyed_by_the_code_its_results_depend_on(tmp_path, monkeypatch
         assert old in path.read_text(), module
         path.write_text(path.read_text().replace(old, new, 1))
 
-    first, first_chapter = keys(), chapter_version()
+    first, first_chapter, chapters = keys(), chapter_version(), chapter_keys()
+    assert {"comparison", "timing"} <= set(chapters)
     quantize = versions.code_version(notebooks / "quantize.ipynb")
     assert {"data", "base"} <= set(first) and any(name.startswith("distill/") for name in first)
 
     edit("report/plots.py", '"""', '"""A plot edited. ')
     assert keys() == first, "a plot does not change what a training unit computes"
     assert chapter_version() != first_chapter, "a chapter draws with it"
+    drawing = {name for name in chapters  # the chapters that import the plots (all but timing)
+               if copy / "report" / "plots.py" in versions.dependencies(notebooks / f"{name}.ipynb", display=True)}
+    assert {"comparison", "pruning_results"} <= drawing and "timing" not in drawing
+    assert {name for name, key in chapter_keys().items() if chapters[name] != key} == drawing, \
+        "every chapter that draws with it is planned to run again"
 
     edit("deployment/artifacts.py", '"""', '"""Route export edited. ')
     assert keys() == first, "no unit of the first round exports routes"

@@ -98,11 +98,12 @@ class Planner:
             self.declared[kind] = declared_parameters(self.notebook_dir / NOTEBOOKS[kind])
         return self.declared[kind]
 
-    def _version(self, kind: str) -> str:
-        notebook = self.notebook_dir / NOTEBOOKS[kind]
-        if kind not in self.versions:  # a chapter depends on the display code too; a training unit does not
-            self.versions[kind] = code_version(notebook, display=kind == "chapter")
-        return self.versions[kind]
+    def _version(self, notebook_kind: str, chapter: bool) -> str:
+        """The code version of the notebook of ``notebook_kind``; a chapter's counts the display code
+        (``report/``, ``runner/``) too, a training, export or timing unit's does not."""
+        if notebook_kind not in self.versions:
+            self.versions[notebook_kind] = code_version(self.notebook_dir / NOTEBOOKS[notebook_kind], display=chapter)
+        return self.versions[notebook_kind]
 
     def add(self, name: str, kind: str, params: dict, deps=(), chapter: str | None = None,
             notebook_kind: str | None = None) -> Unit:
@@ -110,7 +111,7 @@ class Planner:
         if name in self.units:
             raise ValueError(f"two grid cells are both named {name!r} (duplicate entries in the profile?)")
         notebook_kind = notebook_kind or kind
-        key = run_key(kind, params, self._version(notebook_kind))
+        key = run_key(kind, params, self._version(notebook_kind, chapter=kind == "chapter"))
         run_dir = self.base / "runs" / kind / f"{_slug(name.split('/', 1)[-1])}-{key}"
         if kind != "chapter":  # chapters only read records; the others write theirs into run_dir
             params = params | {"run_dir": str(run_dir)}
