@@ -90,8 +90,10 @@ def test_paper_agreeing_models_agree_with_their_statistics():
 
 
 def test_disagreements_need_settled_differences_against_the_paper():
-    _, _, v = verdicts_of(study(layer8=1.5, gradient8=2.5, base=3.5, layer16=0.5, student=0.5, student_ms=200.0))
+    _, table, v = verdicts_of(study(layer8=1.5, gradient8=2.5, base=3.5, layer16=0.5, student=0.5, student_ms=200.0))
     assert v["best_method"] == "disagree" and v["kd_accuracy"] == "disagree" and v["kd_time"] == "disagree"
+    timing = table.set_index("key").loc["kd_time"]
+    assert "200.00 ms against" in timing["reason"] and "%" in timing["reason"], "the latency verdict shows its numbers"
     assert v["best_ratio"] == "disagree", "every ratio is worse than the base"
 
 
