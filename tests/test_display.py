@@ -32,6 +32,9 @@ def test_an_estimate_and_its_interval_share_one_cell():
     cells = display.readable(frame, joined={"change [95% CI]": ("change (points)", "95% interval")})
     assert list(cells.columns) == ["model", "change [95% CI]", "p"]
     assert cells.iloc[0, 1] == "-1.23 [-2.00, -0.50]"
+    rise = display.readable(frame.assign(**{"change (points)": [1.5], "95% interval": ["[+0.28, +2.75]"]}),
+                            joined={"change [95% CI]": ("change (points)", "95% interval")})
+    assert rise.iloc[0, 1] == "+1.50 [+0.28, +2.75]", "a positive difference is signed like its interval"
     assert display.interval_cell(0.05, 0.04, 0.07) == "5.00 [4.00, 7.00]"
     assert display.interval_cell(0.01, -0.002, 0.02, signed=True) == "+1.00 [-0.20, +2.00]"
     assert display.interval_cell(np.nan, 0, 1) == display.MISSING_TEXT

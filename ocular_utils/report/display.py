@@ -81,13 +81,14 @@ def readable(frame: pd.DataFrame | pd.Series, percent=(), p_values=(), digits: d
              joined: dict | None = None) -> pd.DataFrame:
     """``frame`` as text cells: index into columns, ``percent`` columns x100, ``p_values`` as p, the rest by
     :func:`cell_text` (``digits`` fixes the decimals of named columns). ``joined`` maps a new column to
-    ``(estimate column, interval column)``: the estimate and its interval text in one cell, in place of both."""
+    ``(estimate column, interval column)``: a difference or change and its interval text in one cell, in place of
+    both, the estimate signed as its interval is."""
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     frame = frame.copy()
     for name, (value, interval) in (joined or {}).items():
         position = list(frame.columns).index(value)
-        cell = [MISSING_TEXT if _is_missing(v) else f"{cell_text(v, 2)} {i}" for v, i in
+        cell = [MISSING_TEXT if _is_missing(v) else f"{v:+.2f} {i}" for v, i in
                 zip(frame[value], frame[interval])]
         frame = frame.drop(columns=[value, interval])
         frame.insert(position, name, cell)
