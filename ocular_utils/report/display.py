@@ -117,8 +117,8 @@ def readable(frame: pd.DataFrame | pd.Series, percent=(), p_values=(), digits: d
 def show(frame: pd.DataFrame | pd.Series, title: str | None = None, percent=(), p_values=(),
          digits: dict | None = None, joined: dict | None = None, note: str | list[str] | None = None, wrap=()):
     """The table a chapter displays (a great_tables ``GT``): :func:`readable` cells, left-aligned text,
-    an optional title and source note (a list gives one line each); ``wrap`` names long-text columns that break across lines (and at
-    each newline of a cell)."""
+    an optional title and source note (a list gives one line each); ``wrap`` names long-text columns that break
+    across lines (and at each newline of a cell)."""
     from great_tables import GT, loc, style
 
     cells = readable(frame, percent, p_values, digits, joined)

@@ -47,8 +47,8 @@ def rules(margin: float, headline: float = 8) -> dict:
                                                      "fine-tuned for B images after the base)",
         "kd_time": f"eager latency at batch 1: agree if the student is more than {100 * LATENCY_MARGIN:.0f}% faster "
                    f"than its fastest fair partner (within {FAIR_FACTOR}x of its size), disagree if more than "
-                   f"{100 * LATENCY_MARGIN:.0f}% slower (a smaller difference is timing noise; unstructured zeros do not speed "
-                   "up dense kernels, so pruned partners time as dense networks)",
+                   f"{100 * LATENCY_MARGIN:.0f}% slower (a smaller difference is timing noise; unstructured zeros "
+                   "do not speed up dense kernels, so pruned partners time as dense networks)",
     }
 
 
@@ -180,7 +180,7 @@ def paper_verdicts(comparisons: pd.DataFrame, missing: list[tuple[str, str]], mo
                     "settled": f"{int((~statuses.eq('unsettled')).sum())} of {len(rows)} comparisons settled at B "
                                "and 2B",
                     "still moving": "\n\n".join(f"{r['a']} vs {r['b']}: {moving_text(r, margin, images)}"
-                                              for _, r in unsettled.iterrows()),
+                                                for _, r in unsettled.iterrows()),
                     "statistics": "\n".join(f"[{s}] {statistic_text(r)}"
                                             for s, (_, r) in zip(statuses, rows.iterrows()))})
     out += latency_verdicts(models, text["kd_time"])
