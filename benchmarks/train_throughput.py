@@ -172,8 +172,8 @@ def main() -> None:
         parser.error(f"--threads must be at least 1 (got {args.threads})")
     device = torch.device(args.device)
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-    heading = (f"{describe_machine()['cpu']} ({os.cpu_count()} cores), torch {torch.__version__}, device {device}{gpu}, "
-               f"median of {args.repeats} interleaved repeats of {args.steps} timed steps "
+    heading = (f"{describe_machine()['cpu']} ({os.cpu_count()} cores), torch {torch.__version__}, "
+               f"device {device}{gpu}, median of {args.repeats} interleaved repeats of {args.steps} timed steps "
                f"after one warm-up ({args.steps_large} at 100 pixels or more); native bf16: {native_bf16(device)}; "
                f"precision auto resolves to {resolve_precision('auto', device)}")
     print(heading)

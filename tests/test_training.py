@@ -257,7 +257,8 @@ def test_channels_last_training_learns_alike_and_returns_a_contiguous_model(tiny
     last, last_loss = run(True)
     assert all(p.is_contiguous() for p in last.parameters())  # saved and exported as ever
     assert torch.allclose(torch.tensor(plain_loss), torch.tensor(last_loss), rtol=1e-3)
-    weights = [(plain.state_dict()[k].float(), v.float()) for k, v in last.state_dict().items() if v.is_floating_point()]
+    weights = [(plain.state_dict()[k].float(), v.float()) for k, v in last.state_dict().items()
+               if v.is_floating_point()]
     change = sum((a - b).norm() ** 2 for a, b in weights).sqrt() / sum(a.norm() ** 2 for a, _ in weights).sqrt()
     assert change < 1e-2, f"channels_last training moved the weights by {change:.2e} of their norm"
     assert environment.training_memory_format("cpu") == torch.contiguous_format  # CPU records unchanged

@@ -33,8 +33,8 @@ def shown_params(params: dict) -> str:
 
 def show_plan(args, profile, units: dict, root: Path, pending: list[str]) -> int:
     """Print each unit with its state and parameters, what later rounds add, the plan's price and the folder sizes;
-    then the plan's problems (:func:`.preflight.checked_plan`, without generating data), so that a plan is shown and priced
-    before its data is there."""
+    then the plan's problems (:func:`.preflight.checked_plan`, without generating data), so that a plan is shown and
+    priced before its data is there."""
     checked = preflight.checked_plan(profile, units, generate=False, raise_problems=False)
     for unit in units.values():
         state = "done" if unit.complete(root) else "to run"
