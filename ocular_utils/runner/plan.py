@@ -89,7 +89,7 @@ class Planner:
         self.threads_override = threads
         self.units: dict[str, Unit] = {}
         self.notebook_dir = project_root / "notebooks"
-        self.versions: dict[str, str] = {}
+        self.versions: dict[tuple[str, bool], str] = {}  # (notebook kind, display code counted) -> version
         self.declared: dict[str, tuple[str, ...]] = {}
 
     def _declared(self, kind: str) -> tuple[str, ...]:
@@ -101,9 +101,10 @@ class Planner:
     def _version(self, notebook_kind: str, chapter: bool) -> str:
         """The code version of the notebook of ``notebook_kind``; a chapter's counts the display code
         (``report/``, ``runner/``) too, a training, export or timing unit's does not."""
-        if notebook_kind not in self.versions:
-            self.versions[notebook_kind] = code_version(self.notebook_dir / NOTEBOOKS[notebook_kind], display=chapter)
-        return self.versions[notebook_kind]
+        if (notebook_kind, chapter) not in self.versions:
+            self.versions[notebook_kind, chapter] = code_version(self.notebook_dir / NOTEBOOKS[notebook_kind],
+                                                                 display=chapter)
+        return self.versions[notebook_kind, chapter]
 
     def add(self, name: str, kind: str, params: dict, deps=(), chapter: str | None = None,
             notebook_kind: str | None = None) -> Unit:
