@@ -165,6 +165,31 @@ def test_masks_survive_fine_tuning_and_files_round_trip(tiny_data, tmp_path):
     assert half < sparse_bytes
 
 
+def test_saved_sizes_come_from_one_encoding_and_equal_encoding_each_variant(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet18", 6, 16)
+    pruning.prune(model, "layer_weight", 8)
+    pruning.make_permanent(model)
+    sizes = storage.save_model(model, tmp_path, sparse=True, gzip_size=True)
+    state = model.state_dict()
+    deployed = {k: v for k, v in state.items() if not k.startswith("head.")}
+    assert sizes["file_bytes"] == (tmp_path / "model.sparse.pt").stat().st_size
+    assert sizes["deployed_dense_bytes"] == storage.serialized_size(deployed)
+    assert sizes["deployed_dense_gzip_bytes"] == storage.serialized_size(deployed, compress=True)
+    assert sizes["deployed_sparse_bytes"] == storage.serialized_size(deployed, sparse=True)
+    assert sizes["deployed_sparse_half_bytes"] == storage.serialized_size(deployed, sparse=True, half=True)
+    derived = storage.halved(storage.select_keys(storage.sparse_state_dict(state), lambda k: not k.startswith("head.")))
+    direct = storage.sparse_state_dict(deployed, half=True)
+    assert derived["half"] is True and list(derived["sparse"]) == list(direct["sparse"])
+    assert list(derived["dense"]) == list(direct["dense"]) and derived["sparse"]
+    for part in ("dense", "sparse"):
+        for key, value in direct[part].items():
+            pairs = [(value, derived[part][key])] if part == "dense" else \
+                [(value[f], derived[part][key][f]) for f in value]
+            assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in pairs), key
+    assert storage.load_state_dict_file(tmp_path / "model.sparse.pt").keys() == state.keys()
+
+
 @pytest.mark.parametrize("method", ["channel_magnitude", "channel_taylor"])
 def test_channel_pruning_shrinks_macs_and_reloads(method, tmp_path):
     torch.manual_seed(0)

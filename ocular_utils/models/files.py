@@ -87,11 +87,33 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
 
 def serialized_size(state_dict: dict, sparse: bool = False, half: bool = False, compress: bool = False) -> int:
     """Bytes of the state dict as it would be saved (optionally gzip-compressed)."""
+    return payload_size(sparse_state_dict(state_dict, half) if sparse else state_dict, compress)
+
+
+def payload_size(payload: dict, compress: bool = False) -> int:
+    """Bytes of ``payload`` (a state dict, or one already sparse-encoded) as ``torch.save`` writes it."""
     buffer = io.BytesIO()
-    payload = sparse_state_dict(state_dict, half) if sparse else state_dict
     torch.save(payload, buffer)
     data = buffer.getvalue()
     return len(gzip.compress(data, compresslevel=6)) if compress else len(data)
+
+
+def halved(encoded: dict) -> dict:
+    """The float16 version of a float32 :func:`sparse_state_dict` encoding, without encoding again:
+    equal to ``sparse_state_dict(state, half=True)``."""
+    if encoded["half"]:
+        return encoded
+    sparse = {key: packed | {"values": packed["values"].half() if packed["values"].is_floating_point()
+                             else packed["values"], "dtype_is_half": torch.tensor(True)}
+              for key, packed in encoded["sparse"].items()}
+    dense = {key: tensor.half() if tensor.is_floating_point() else tensor for key, tensor in encoded["dense"].items()}
+    return {"format": encoded["format"], "dense": dense, "sparse": sparse, "half": True}
+
+
+def select_keys(encoded: dict, keep) -> dict:
+    """The :func:`sparse_state_dict` encoding of only the entries whose key ``keep(key)`` accepts
+    (each tensor is encoded on its own, so this equals encoding the selected state dict)."""
+    return encoded | {part: {k: v for k, v in encoded[part].items() if keep(k)} for part in ("dense", "sparse")}
 
 
 def reshape_to_state_dict(model: nn.Module, state_dict: dict) -> nn.Module:
@@ -137,6 +159,11 @@ def model_spec(model: OcularNet, resized: bool = False, sparse: bool = False, id
             "identities": identities}
 
 
+def _deployed(key: str) -> bool:
+    """Whether a state-dict entry belongs to the deployed network (the training head does not)."""
+    return not key.startswith("head.")
+
+
 def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", resized: bool = False,
                sparse: bool = False, gzip_size: bool = False, identities: str | None = None) -> dict:
     """Save the model as ``<name>.pt`` (dense) or ``<name>.sparse.pt`` (bit mask + nonzeros) + ``<name>.json``.
@@ -147,16 +174,19 @@ def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", resiz
     serializing them.
     """
     run_dir = Path(run_dir)
-    state = model.state_dict()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     file = run_dir / (f"{name}.sparse.pt" if sparse else f"{name}.pt")
-    sizes = {"file_bytes": save_state_dict(state, file, sparse=sparse)}
-    deployed = {k: v for k, v in state.items() if not k.startswith("head.")}
-    sizes["deployed_dense_bytes"] = serialized_size(deployed)
+    encoded = sparse_state_dict(state) if sparse else None  # encoded once: the file and the sizes below
+    atomic_torch_save(encoded if sparse else state, file)
+    sizes = {"file_bytes": file.stat().st_size}
+    deployed = {k: v for k, v in state.items() if _deployed(k)}
+    sizes["deployed_dense_bytes"] = payload_size(deployed)
     if gzip_size:
-        sizes["deployed_dense_gzip_bytes"] = serialized_size(deployed, compress=True)
+        sizes["deployed_dense_gzip_bytes"] = payload_size(deployed, compress=True)
     if sparse:
-        sizes["deployed_sparse_bytes"] = serialized_size(deployed, sparse=True)
-        sizes["deployed_sparse_half_bytes"] = serialized_size(deployed, sparse=True, half=True)
+        deployed_encoded = select_keys(encoded, _deployed)
+        sizes["deployed_sparse_bytes"] = payload_size(deployed_encoded)
+        sizes["deployed_sparse_half_bytes"] = payload_size(halved(deployed_encoded))
     atomic_write_json(run_dir / f"{name}.json", model_spec(model, resized, sparse, identities))
     return sizes
 
