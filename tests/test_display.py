@@ -38,6 +38,8 @@ def test_an_estimate_and_its_interval_share_one_cell():
     assert display.interval_cell(0.05, 0.04, 0.07) == "5.00 [4.00, 7.00]"
     assert display.interval_cell(0.01, -0.002, 0.02, signed=True) == "+1.00 [-0.20, +2.00]"
     assert display.interval_cell(np.nan, 0, 1) == display.MISSING_TEXT
+    assert display.interval_text(-0.0123, 0.0456) == "[-1.23, +4.56]", "an interval alone: a difference's, signed"
+    assert display.interval_text(1.5, 2.25, signed=False, scale=1) == "[1.50, 2.25]"
 
 
 @pytest.mark.parametrize("value, text", [(None, "n/a"), (np.float64("nan"), "n/a"), (np.bool_(False), "no"),

@@ -22,6 +22,7 @@ from ..core.study import FAIR_FACTOR, PAPER_METHOD, fair_ratio
 from ..training.along import point_scores
 from ..verification.paired import compare_scores, holm, paired_looks
 from ..verification.scoring import load_trial_scores
+from .display import interval_text
 from .results import identity_key
 
 LOOKS = ("B/2", "B", "2B")  # the budgets a comparison is looked at; the verdict needs B and 2B
@@ -299,7 +300,7 @@ def best_setting_text(unstructured: pd.DataFrame, headline: float = 8) -> str:
     if len(paper):
         p = paper.iloc[0]
         text += (f" The paper's best setting, {PAPER_METHOD} at {headline:g}x, reaches {100 * p['eer']:.2f}% "
-                 f"[{100 * p['eer ci_low']:.2f}, {100 * p['eer ci_high']:.2f}]; whether it is the best setting is "
+                 f"{interval_text(p['eer ci_low'], p['eer ci_high'], signed=False)}; whether it is the best setting is "
                  "decided on the comparison page, by paired tests at two budgets.")
     return text
 
@@ -328,7 +329,7 @@ def teacher_effect(students: pd.DataFrame, replicates: int, seed: int = 0, score
                                     names=(r["label"], c["label"]))
             rows.append({"student": name, "loss": r["loss"], "control EER %": round(100 * c["eer"], 2),
                          "KD EER %": round(100 * r["eer"], 2), "change (points)": round(100 * change.difference, 2),
-                         "95% interval": f"[{100 * change.ci_low:+.2f}, {100 * change.ci_high:+.2f}]",
+                         "95% interval": interval_text(change.ci_low, change.ci_high),
                          "p": change.p_value})
     frame = pd.DataFrame(rows, columns=["student", "loss", "control EER %", "KD EER %", "change (points)",
                                         "95% interval", "p"])
@@ -351,7 +352,7 @@ def dedicated_checks(pairs, replicates: int, seed: int = 0) -> pd.DataFrame:
         rows.append({"model": label, "branch model at B: EER %": 100 * (
             _eer(grid)), "dedicated run: EER %": 100 * _eer(dedicated),
             "dedicated - branch (points)": 100 * difference.difference,
-            "95% interval": f"[{100 * difference.ci_low:+.2f}, {100 * difference.ci_high:+.2f}]",
+            "95% interval": interval_text(difference.ci_low, difference.ci_high),
             "p": difference.p_value})
     return pd.DataFrame(rows, columns=["model", "branch model at B: EER %", "dedicated run: EER %",
                                        "dedicated - branch (points)", "95% interval", "p"])

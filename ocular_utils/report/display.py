@@ -25,8 +25,13 @@ def interval_cell(value, low, high, digits: int = 2, signed: bool = False, scale
     if any(x is None or (isinstance(x, float) and np.isnan(x)) for x in (value, low, high)):
         return MISSING_TEXT
     sign = "+" if signed else ""
-    return (f"{scale * value:{sign}.{digits}f} [{scale * low:{sign}.{digits}f}, "
-            f"{scale * high:{sign}.{digits}f}]")
+    return f"{scale * value:{sign}.{digits}f} {interval_text(low, high, digits, signed, scale)}"
+
+
+def interval_text(low, high, digits: int = 2, signed: bool = True, scale: float = 100.0) -> str:
+    """``[low, high]``: an interval alone (of a difference: signed; rates scaled to percent by default)."""
+    sign = "+" if signed else ""
+    return f"[{scale * low:{sign}.{digits}f}, {scale * high:{sign}.{digits}f}]"
 
 
 def p_value_text(p) -> str:

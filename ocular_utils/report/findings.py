@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core.paths import resolve
 from ..core.records import read_record
+from .display import interval_cell, interval_text
 from .verdicts import QUESTIONS
 
 
@@ -174,10 +175,10 @@ def _change_text(row, what: str) -> str:
     floor = 1 / (row["replicates"] + 1)
     p_text = (f"at most {floor:.4f}, the smallest p {row['replicates']} draws can give" if row["p_family"] <= floor
               else format(row["p_family"], ".3f"))
-    return (f"{row['model']}, {row[what]}: {100 * row['change']:+.2f} points [{100 * row['ci_low']:+.2f}, "
-            f"{100 * row['ci_high']:+.2f}] against {row['against']}; picked as the largest of {row['tests']} tested "
-            f"changes, whose simultaneous 95% interval is [{100 * row['band_low']:+.2f}, "
-            f"{100 * row['band_high']:+.2f}] (max-T family-wise p {p_text})")
+    return (f"{row['model']}, {row[what]}: {100 * row['change']:+.2f} points "
+            f"{interval_text(row['ci_low'], row['ci_high'])} against {row['against']}; picked as the largest of "
+            f"{row['tests']} tested changes, whose simultaneous 95% interval is "
+            f"{interval_text(row['band_low'], row['band_high'])} (max-T family-wise p {p_text})")
 
 
 def who_pays_findings(analysis, changes: pd.DataFrame, gap_changes: pd.DataFrame, ratios: pd.DataFrame) -> dict:
@@ -196,5 +197,5 @@ def who_pays_findings(analysis, changes: pd.DataFrame, gap_changes: pd.DataFrame
         if len(gap_changes) else 0,
         "pays_models": int(changes["model"].nunique()) if len(changes) else 0,
         "pays_base_phone_ratio": "n/a" if base_ratio is None or pd.isna(base_ratio["ratio"])
-        else f"{base_ratio['ratio']:.2f} [{base_ratio['ci_low']:.2f}, {base_ratio['ci_high']:.2f}]",
+        else interval_cell(base_ratio["ratio"], base_ratio["ci_low"], base_ratio["ci_high"], scale=1),
     }

@@ -19,6 +19,7 @@ from ..core.study import ALPHA
 from ..verification.paired import compare_scores, holm, paired_looks
 from ..verification.scoring import load_trial_scores
 from .comparison import look_path
+from .display import interval_text
 
 BUDGETS = (("latency", 1 / 4), ("latency", 1 / 10), ("size", 1 / 8))  # fractions of the fp32 base (ExecuTorch)
 TARGETS = {"int8_speedup_224": 2.5, "int8_size_ratio": 3.9, "int8_eer_points": 0.5, "route_speedup": 10.0,
@@ -194,15 +195,14 @@ def target_checks(models: pd.DataFrame) -> pd.DataFrame:
             {"target": "int8 base .pte >= 3.9x smaller", "measured": f"{f['pte_mb'] / q['pte_mb']:.2f}x",
              "met": bool(f["pte_mb"] / q["pte_mb"] >= TARGETS["int8_size_ratio"])},
             {"target": "int8 base EER within +0.5 point of fp32 (paired interval)",
-             "measured": f"{100 * q['vs_base']:+.2f} points [{100 * q['vs_base_low']:+.2f}, "
-                         f"{100 * q['vs_base_high']:+.2f}]",
+             "measured": f"{100 * q['vs_base']:+.2f} points {interval_text(q['vs_base_low'], q['vs_base_high'])}",
              "met": bool(100 * q["vs_base_high"] <= TARGETS["int8_eer_points"])},
         ]
     combined = models[(models["category"] == "combination") & (models["speedup"] >= TARGETS["route_speedup"])]
     if len(combined):
         best = combined.sort_values("eer").iloc[0]
         measured = (f"{best['label']}: {best['speedup']:.1f}x, {100 * best['vs_base']:+.2f} points "
-                    f"[{100 * best['vs_base_low']:+.2f}, {100 * best['vs_base_high']:+.2f}]")
+                    f"{interval_text(best['vs_base_low'], best['vs_base_high'])}")
         met = bool(100 * best["vs_base"] <= TARGETS["route_eer_points"])
     else:
         measured, met = "no combined route is 10x faster than the base", False

@@ -16,6 +16,7 @@ from ..core.paths import resolve
 from ..core.records import TYPED_COLUMNS, display_label, load_records, read_details
 from ..core.study import PAPER_METHOD
 from ..verification.scoring import load_trial_scores
+from .display import interval_text
 
 IMPROVING_TEXT = {True: "yes", False: "no", None: "not checked"}  # "still improving" as a reader reads it
 HEADLINE = ("eer", "eer ci_low", "eer ci_high", "tar@far=0.01", "tar@far=0.001")
@@ -186,7 +187,7 @@ class StudyResults:
                 rows.append({"model": model["label"], "seed": model["seed"], "family": model["family"],
                              "from (images)": check["images"], "to (images)": check["doubled_to"],
                              "change (points)": round(100 * check["change"], 2),
-                             "95% interval": f"[{100 * check['ci_low']:+.2f}, {100 * check['ci_high']:+.2f}]",
+                             "95% interval": interval_text(check["ci_low"], check["ci_high"]),
                              "still improving": IMPROVING_TEXT[check["still_improving"]]})
         return pd.DataFrame(rows)
 

@@ -23,6 +23,7 @@ import pandas as pd
 from ..compression.distillation import KD_STUDENT
 from ..core.study import ALPHA, FAIR_FACTOR, fair_ratio
 from .comparison import OUR_QUESTIONS, PAPER_FINDINGS, primary
+from .display import interval_text
 
 LATENCY_MARGIN = 0.10  # latency differences within 10% are not a finding
 QUESTIONS = PAPER_FINDINGS | OUR_QUESTIONS
@@ -92,8 +93,8 @@ def status(row: pd.Series, margin: float) -> str:
 def _look_text(row: pd.Series, look: str) -> str:
     if not np.isfinite(row.get(f"{look} difference", np.nan)):
         return f"{look}: not scored"
-    text = (f"{look} {row[f'{look} difference']:+.2f} [{row[f'{look} low']:+.2f}, {row[f'{look} high']:+.2f}], "
-            f"p {row[f'{look} p']:.3g}")
+    text = (f"{look} {row[f'{look} difference']:+.2f} {interval_text(row[f'{look} low'], row[f'{look} high'], scale=1)}"
+            f", p {row[f'{look} p']:.3g}")
     holm = row.get(f"{look} p_holm", np.nan)
     return text + (f" (Holm {holm:.3g})" if np.isfinite(holm) and holm != row[f"{look} p"] else "")
 
@@ -102,10 +103,11 @@ def statistic_text(row: pd.Series) -> str:
     """One comparison as the verdict table cites it: the difference in points at B and 2B, seeds, budgets."""
     text = f"{row['a']} - {row['b']}: " + "; ".join(_look_text(row, look) for look in ("B", "2B"))
     if np.isfinite(row.get("change", np.nan)):
-        text += f"; change B->2B {row['change']:+.2f} [{row['change low90']:+.2f}, {row['change high90']:+.2f}] (90%)"
+        text += (f"; change B->2B {row['change']:+.2f} "
+                 f"{interval_text(row['change low90'], row['change high90'], scale=1)} (90%)")
     if row["seeds"] >= 2:
-        text += f"; {int(row['seeds'])} seeds: mean {row['seed mean']:+.2f} [{row['seed low']:+.2f}, " \
-                f"{row['seed high']:+.2f}]"
+        text += (f"; {int(row['seeds'])} seeds: mean {row['seed mean']:+.2f} "
+                 f"{interval_text(row['seed low'], row['seed high'], scale=1)}")
     budget = f"{int(row['budget a']):,}"
     if row["budget a"] != row["budget b"]:
         budget += f" vs {int(row['budget b']):,}"
