@@ -85,7 +85,9 @@ def test_paper_agreeing_models_agree_with_their_statistics():
     assert set(kd["b"]) == {"layer_weight 8x", "global_gradient 8x", "random 8x"}, "partners at 8x (9x / 1.5)"
     assert kd["matched"].all(), "students at the base's images + B match their pruned partners' total"
     row = table[table["key"] == "best_method"].iloc[0]
-    assert "B " in row["statistics"] and "2B " in row["statistics"] and "intersection-union" in row["rule"]
+    assert "intersection-union" in row["rule"] and "statistics" not in table, "each comparison's are in `frame`"
+    best = frame[frame["finding"] == "best_method"]
+    assert np.isfinite(best[["B difference", "2B difference", "B p", "2B p"]].to_numpy(float)).all()
     assert row["settled"] == "2 of 2 comparisons settled at B and 2B"
 
 

@@ -23,7 +23,6 @@ import pandas as pd
 from ..compression.distillation import KD_STUDENT
 from ..core.study import ALPHA, FAIR_FACTOR, fair_ratio
 from .comparison import OUR_QUESTIONS, PAPER_FINDINGS, primary
-from .display import interval_text
 
 LATENCY_MARGIN = 0.10  # latency differences within 10% are not a finding
 QUESTIONS = PAPER_FINDINGS | OUR_QUESTIONS
@@ -90,30 +89,6 @@ def status(row: pd.Series, margin: float) -> str:
     return "unsettled"
 
 
-def _look_text(row: pd.Series, look: str) -> str:
-    if not np.isfinite(row.get(f"{look} difference", np.nan)):
-        return f"{look}: not scored"
-    text = (f"{look} {row[f'{look} difference']:+.2f} {interval_text(row[f'{look} low'], row[f'{look} high'], scale=1)}"
-            f", p {row[f'{look} p']:.3g}")
-    holm = row.get(f"{look} p_holm", np.nan)
-    return text + (f" (Holm {holm:.3g})" if np.isfinite(holm) and holm != row[f"{look} p"] else "")
-
-
-def statistic_text(row: pd.Series) -> str:
-    """One comparison as the verdict table cites it: the difference in points at B and 2B, seeds, budgets."""
-    text = f"{row['a']} - {row['b']}: " + "; ".join(_look_text(row, look) for look in ("B", "2B"))
-    if np.isfinite(row.get("change", np.nan)):
-        text += (f"; change B->2B {row['change']:+.2f} "
-                 f"{interval_text(row['change low90'], row['change high90'], scale=1)} (90%)")
-    if row["seeds"] >= 2:
-        text += (f"; {int(row['seeds'])} seeds: mean {row['seed mean']:+.2f} "
-                 f"{interval_text(row['seed low'], row['seed high'], scale=1)}")
-    budget = f"{int(row['budget a']):,}"
-    if row["budget a"] != row["budget b"]:
-        budget += f" vs {int(row['budget b']):,}"
-    return text + f"; budget {budget} images" + ("" if row["matched"] else " (NOT matched)")
-
-
 def moving_text(row: pd.Series, margin: float, images: int) -> str:
     """Why a comparison is unsettled: which model still moved from B to 2B, and what budget the curves suggest."""
     if not np.isfinite(row.get("2B difference", np.nan)):
@@ -160,8 +135,9 @@ def paper_verdicts(comparisons: pd.DataFrame, missing: list[tuple[str, str]], mo
                    images: int, headline: float = 8) -> pd.DataFrame:
     """The paper's findings (and our kd_after_base question) against ours: agree / disagree / inconclusive.
 
-    Each row gives the verdict, the rule that decided it, the statistics of its comparisons, whether
-    they were settled at B and 2B, and for those that were not, which model was still moving.
+    Each row gives the verdict, the reason (with the statistic that decided it), the rule, how many of its
+    comparisons were settled at B and 2B, and for those that were not, which model was still moving; every
+    comparison's own statistics are rows of ``comparisons``.
     """
     text = rules(margin, headline)
     out = []
@@ -182,19 +158,17 @@ def paper_verdicts(comparisons: pd.DataFrame, missing: list[tuple[str, str]], mo
                     "settled": f"{int((~statuses.eq('unsettled')).sum())} of {len(rows)} comparisons settled at B "
                                "and 2B",
                     "still moving": "\n\n".join(f"{r['a']} vs {r['b']}: {moving_text(r, margin, images)}"
-                                                for _, r in unsettled.iterrows()),
-                    "statistics": "\n".join(f"[{s}] {statistic_text(r)}"
-                                            for s, (_, r) in zip(statuses, rows.iterrows()))})
+                                                for _, r in unsettled.iterrows())})
     out += latency_verdicts(models, text["kd_time"])
     for finding, reasons in gaps.items():
         out.append({"finding": QUESTIONS[finding], "key": finding, "on": "-", "verdict": "inconclusive",
                     "reason": "missing: " + "; ".join(reasons), "rule": text[finding], "settled": "",
-                    "still moving": "", "statistics": ""})
+                    "still moving": ""})
     for finding in QUESTIONS:
         if not any(row["key"] == finding for row in out):
             out.append({"finding": QUESTIONS[finding], "key": finding, "on": "-", "verdict": "not tested",
                         "reason": "the records hold no models for this comparison", "rule": text[finding],
-                        "settled": "", "still moving": "", "statistics": ""})
+                        "settled": "", "still moving": ""})
     order = {key: i for i, key in enumerate(QUESTIONS)}
     return pd.DataFrame(out).sort_values("key", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
@@ -224,5 +198,5 @@ def latency_verdicts(models: pd.DataFrame, rule: str) -> list[dict]:
                      f"the fastest partner at {ratio:g}x: {100 * relative:+.0f}%")
         out.append({"finding": PAPER_FINDINGS["kd_time"], "key": "kd_time", "on": student["label"], "verdict": verdict,
                     "reason": f"{statistic} (within +-{100 * LATENCY_MARGIN:.0f}% counts as no difference)",
-                    "rule": rule, "settled": "", "still moving": "", "statistics": statistic})
+                    "rule": rule, "settled": "", "still moving": ""})
     return out
