@@ -24,8 +24,13 @@ from pathlib import Path
 import nbformat
 import papermill
 
-PROBE = ("import json, time, psutil\n"
-         "print(json.dumps({'since_kernel_start': time.time() - psutil.Process().create_time(), **run.timings}))")
+PROBE = ("import json\n"  # works on checkouts without process_age_seconds, to compare against older ones
+         "try:\n"
+         "    from ocular_utils.core.environment import process_age_seconds as age\n"
+         "except ImportError:\n"
+         "    import psutil, time\n"
+         "    age = lambda: time.time() - psutil.Process().create_time()\n"
+         "print(json.dumps({'since_kernel_start': age(), **run.timings}))")
 
 
 def startup_notebook(project: Path, out: Path) -> Path:

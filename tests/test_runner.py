@@ -332,3 +332,17 @@ def test_every_run_starts_with_one_prelude_threads_then_seeds_then_the_device():
         assert run_prelude({"seed": 3, "device": "cpu"}, lambda: None)[1].type == "cpu", "no DDP: the setting"
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_process_age_is_measured_to_a_clock_tick():
+    """The unit's ``startup`` (its kernel's age when the run starts) must not carry the up-to-a-second error of a
+    boot time rounded to whole seconds (psutil's ``create_time`` on Linux)."""
+    import sys
+
+    code = ("import time; from ocular_utils.core.environment import process_age_seconds as age; "
+            "print(age(), time.time())")
+    before = time.time()
+    age, printed_at = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                check=True, cwd=project_root()).stdout.split())
+    assert 0 < age <= printed_at - before + 0.02, "the child cannot be older than the time since it was spawned"
+    assert age >= 0.5 * (printed_at - before) - 0.02, "nor much younger: its imports took most of that time"

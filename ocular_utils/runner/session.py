@@ -13,14 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import psutil
 import torch
 
 from ..compression.distillation import DistillationConfig
 from ..compression.registry import PruningConfig
 from ..compression.unstructured import is_pruned, make_permanent
 from ..core import paths
-from ..core.environment import RUN_SETTINGS, RunSettings, resolve_precision, seed_everything, select_device, set_threads
+from ..core.environment import (
+    RUN_SETTINGS,
+    RunSettings,
+    process_age_seconds,
+    resolve_precision,
+    seed_everything,
+    select_device,
+    set_threads,
+)
 from ..core.paths import notebook_path, resolve
 from ..core.records import Record, read_record, write_record
 from ..data.images import iterate_images
@@ -160,11 +167,6 @@ class Run:
         return record
 
 
-def _startup_seconds() -> float:
-    """Seconds since this process (the notebook's kernel) started: kernel start and imports."""
-    return time.time() - psutil.Process().create_time()
-
-
 def declared_parameters(kind: str) -> tuple[str, ...]:
     """The names the parameters cell of the notebook of ``kind`` declares
     (:func:`ocular_utils.core.paths.declared_parameters`)."""
@@ -197,7 +199,7 @@ def start_run(kind: str, namespace: dict, prepare: bool = True) -> Run:
     if missing:
         raise NameError(f"the {kind} notebook's parameters {missing} are not defined where the run starts")
     params = {name: namespace[name] for name in names}
-    timings = {"startup": _startup_seconds()}
+    timings = {"startup": process_age_seconds()}  # the kernel's start and the imports
     settings, device = run_prelude(params)
     sections = {name: cls.from_dict(params[name], name) for name, cls in SECTIONS.items() if name in params}
     run = Run(kind, params, resolve(params["run_dir"]), settings, device, **sections, timings=timings)
