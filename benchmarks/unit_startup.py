@@ -24,13 +24,18 @@ from pathlib import Path
 import nbformat
 import papermill
 
-PROBE = ("import json\n"  # works on checkouts without process_age_seconds, to compare against older ones
+# The kernel's age measured the same way in every checkout (the /proc + CLOCK_BOOTTIME reading of
+# ocular_utils.core.environment.process_age_seconds, written out): a checkout before 870aa60 records `startup` from
+# psutil's create_time, too long by the fraction of a second its rounded boot time drops; compare
+# `since_kernel_start` and `wall` across such checkouts, not `startup`.
+PROBE = ("import json, os, time\n"
          "try:\n"
-         "    from ocular_utils.core.environment import process_age_seconds as age\n"
-         "except ImportError:\n"
-         "    import psutil, time\n"
-         "    age = lambda: time.time() - psutil.Process().create_time()\n"
-         "print(json.dumps({'since_kernel_start': age(), **run.timings}))")
+         "    fields = open('/proc/self/stat').read().rsplit(')', 1)[1].split()\n"
+         "    age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf('SC_CLK_TCK')\n"
+         "except (OSError, AttributeError):  # no /proc (macOS): psutil's create_time is exact there\n"
+         "    import psutil\n"
+         "    age = time.time() - psutil.Process().create_time()\n"
+         "print(json.dumps({'since_kernel_start': age, **run.timings}))")
 
 
 def startup_notebook(project: Path, out: Path) -> Path:

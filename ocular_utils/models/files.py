@@ -174,10 +174,10 @@ def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", resiz
     serializing them.
     """
     run_dir = Path(run_dir)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = model.state_dict()  # sizes measured as before: a tensor's device is part of what torch.save writes
     file = run_dir / (f"{name}.sparse.pt" if sparse else f"{name}.pt")
     encoded = sparse_state_dict(state) if sparse else None  # encoded once: the file and the sizes below
-    atomic_torch_save(encoded if sparse else state, file)
+    atomic_torch_save(encoded if sparse else {k: v.detach().cpu() for k, v in state.items()}, file)
     sizes = {"file_bytes": file.stat().st_size}
     deployed = {k: v for k, v in state.items() if _deployed(k)}
     sizes["deployed_dense_bytes"] = payload_size(deployed)
