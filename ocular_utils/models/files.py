@@ -70,10 +70,14 @@ def dense_from_sparse(encoded: dict) -> dict:
     return state
 
 
+def file_payload(state_dict: dict, sparse: bool = False, half: bool = False) -> dict:
+    """What a model file holds: the state dict on the CPU, or its sparse encoding (:func:`sparse_state_dict`)."""
+    return sparse_state_dict(state_dict, half) if sparse else {k: v.detach().cpu() for k, v in state_dict.items()}
+
+
 def save_state_dict(state_dict: dict, path: str | os.PathLike, sparse: bool = False, half: bool = False) -> int:
     """Save a state dict (dense, or sparse-encoded) atomically; return the file's size in bytes."""
-    payload = sparse_state_dict(state_dict, half) if sparse else {k: v.detach().cpu() for k, v in state_dict.items()}
-    atomic_torch_save(payload, path)
+    atomic_torch_save(file_payload(state_dict, sparse, half), path)
     return Path(path).stat().st_size
 
 
@@ -100,11 +104,8 @@ def payload_size(payload: dict, compress: bool = False) -> int:
 
 def halved(encoded: dict) -> dict:
     """The float16 version of a float32 :func:`sparse_state_dict` encoding, without encoding again:
-    equal to ``sparse_state_dict(state, half=True)``."""
-    if encoded["half"]:
-        return encoded
-    sparse = {key: packed | {"values": packed["values"].half() if packed["values"].is_floating_point()
-                             else packed["values"], "dtype_is_half": torch.tensor(True)}
+    equal to ``sparse_state_dict(state, half=True)`` (only floating-point tensors are ever packed)."""
+    sparse = {key: packed | {"values": packed["values"].half(), "dtype_is_half": torch.tensor(True)}
               for key, packed in encoded["sparse"].items()}
     dense = {key: tensor.half() if tensor.is_floating_point() else tensor for key, tensor in encoded["dense"].items()}
     return {"format": encoded["format"], "dense": dense, "sparse": sparse, "half": True}
@@ -176,15 +177,15 @@ def save_model(model: OcularNet, run_dir: str | Path, name: str = "model", resiz
     run_dir = Path(run_dir)
     state = model.state_dict()  # sizes measured as before: a tensor's device is part of what torch.save writes
     file = run_dir / (f"{name}.sparse.pt" if sparse else f"{name}.pt")
-    encoded = sparse_state_dict(state) if sparse else None  # encoded once: the file and the sizes below
-    atomic_torch_save(encoded if sparse else {k: v.detach().cpu() for k, v in state.items()}, file)
+    payload = file_payload(state, sparse)  # encoded once: the file and the sparse sizes below
+    atomic_torch_save(payload, file)
     sizes = {"file_bytes": file.stat().st_size}
     deployed = {k: v for k, v in state.items() if _deployed(k)}
     sizes["deployed_dense_bytes"] = payload_size(deployed)
     if gzip_size:
         sizes["deployed_dense_gzip_bytes"] = payload_size(deployed, compress=True)
     if sparse:
-        deployed_encoded = select_keys(encoded, _deployed)
+        deployed_encoded = select_keys(payload, _deployed)
         sizes["deployed_sparse_bytes"] = payload_size(deployed_encoded)
         sizes["deployed_sparse_half_bytes"] = payload_size(halved(deployed_encoded))
     atomic_write_json(run_dir / f"{name}.json", model_spec(model, resized, sparse, identities))
