@@ -180,20 +180,20 @@ def test_route_fp32_files_are_found_by_parent_runtime_and_size(tmp_path):
 
 def test_kit_files_are_hard_links_or_copies(tmp_path, monkeypatch):
     """The phone kit takes no second copy of an artifact where the file system can link; elsewhere it copies."""
-    from ocular_utils.deployment.kit import place_file
+    from ocular_utils.core.atomic import atomic_link
 
     source, target = tmp_path / "fp32-32x48.pte", tmp_path / "kit" / "route-fp32-32x48.pte"
     source.write_bytes(b"program")
     target.parent.mkdir()
     target.write_bytes(b"an older kit's file")
-    place_file(source, target)
+    atomic_link(source, target)
     assert target.stat().st_ino == source.stat().st_ino and target.read_bytes() == b"program"
 
     def cannot_link(*args):
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr("os.link", cannot_link)
-    place_file(source, target)
+    atomic_link(source, target)
     assert target.stat().st_ino != source.stat().st_ino and target.read_bytes() == b"program"
 
 

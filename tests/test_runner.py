@@ -2,6 +2,7 @@
 import ast
 import dataclasses
 import json
+import os
 import subprocess
 import threading
 import time
@@ -314,6 +315,19 @@ def test_clean_removes_stale_runs_and_finished_checkpoints_and_status_prints_the
     assert "removed 1 stale run folders, 1 checkpoint folders of finished units" in out
     assert not stale.exists() and not (finished / "checkpoints").exists() and (finished / "record.json").is_file()
     assert (running / "checkpoints" / "last.pt").is_file(), "an unfinished training keeps what it resumes from"
+
+
+def test_a_file_linked_under_two_names_is_counted_once(tmp_path):
+    """The folder size counts a hard-linked file once (as du does): a unit's scores at its budget are one file."""
+    from ocular_utils.runner.cleanup import folder_bytes
+
+    (tmp_path / "along").mkdir()
+    (tmp_path / "along" / "scores-64.npz").write_bytes(b"x" * 1000)
+    (tmp_path / "record.json").write_bytes(b"y" * 10)
+    assert folder_bytes(tmp_path) == 1010
+    os.link(tmp_path / "along" / "scores-64.npz", tmp_path / "scores.npz")
+    assert folder_bytes(tmp_path) == 1010 and folder_bytes(tmp_path, tmp_path / "along") == 1010
+    assert folder_bytes(tmp_path / "missing") == 0
 
 
 def test_every_run_starts_with_one_prelude_threads_then_seeds_then_the_device():

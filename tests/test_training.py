@@ -1,4 +1,5 @@
 """The shared training loop: learns, selects on validation, resumes, is deterministic on CPU."""
+import numpy as np
 import pytest
 import torch
 
@@ -176,6 +177,14 @@ def test_training_to_a_budget_keeps_the_finished_model_at_the_budget(tiny_data, 
     again = evaluate_on_test(model, tiny_data, "cpu", replicates=20)
     assert saved.report == again.report and saved.trial_list == again.trial_list
     assert saved.subsets.equals(again.subsets)
+    # ... and its scores are stored once: the run's scores.npz is the file saved along the way, which holds what
+    # saving the second pass's scores writes
+    from ocular_utils.verification.scoring import load_trial_scores, save_scores
+
+    assert save_scores(saved, tmp_path).samefile(point_scores(tmp_path, 64))
+    written = load_trial_scores(save_scores(again, tmp_path / "again"))
+    linked = load_trial_scores(tmp_path)
+    assert written.keys() == linked.keys() and all(np.array_equal(written[k], linked[k]) for k in written)
 
 
 def test_decay_branches_leave_the_trunk_untouched(tiny_data, tmp_path):

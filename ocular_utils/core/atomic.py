@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(handle.fileno())
 
     return _atomic(path, write)
+
+
+def atomic_link(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Make ``target`` a hard link to ``source`` (no second copy on disk), or a copy where the file system cannot
+    link; atomically, replacing an existing ``target``."""
+
+    def place(tmp: str) -> None:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    return _atomic(target, place)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -13,14 +13,13 @@ expected output is eager PyTorch's.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..core.atomic import atomic_write_json
+from ..core.atomic import atomic_link, atomic_write_json
 from ..core.paths import resolve
 from ..core.records import display_label, read_record
 from . import export
@@ -40,16 +39,6 @@ def run_artifact(path: str | Path, runtime: str, input_size: tuple[int, int]) ->
         return export.executorch_method(path).execute([x])[0].numpy().copy().ravel()
     session = export.onnx_session(path)
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0].ravel()
-
-
-def place_file(source: Path, target: Path) -> None:
-    """Put ``source`` at ``target`` as a hard link (no second copy on disk), or a copy where linking fails (another
-    file system). An existing ``target`` is replaced."""
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def _files(path: Path) -> list[Path]:
@@ -89,7 +78,7 @@ def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int
     """Core ML packages of the fp32 parent in ``out_dir`` (fp16, and int8 weights); manifest entries for both.
 
     ``converted``: an fp16 package of the same model and input made already (the latency unit's); it is placed
-    in the kit (:func:`place_file`, file by file) instead of converting again.
+    in the kit (hard links, file by file) instead of converting again.
     """
     from .latency import load_network
 
@@ -101,7 +90,7 @@ def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int
         target = out_dir / f"{name}-coreml-{'int8w' if int8 else 'fp16'}.mlpackage"
         shutil.rmtree(target, ignore_errors=True)
         if converted is not None and not int8:
-            shutil.copytree(converted, target, copy_function=lambda src, dst: place_file(Path(src), Path(dst)))
+            shutil.copytree(converted, target, copy_function=atomic_link)
         else:
             export.export_coreml(network, target, input_size, int8_weights=int8)
         entries.append(common | {"model": target.stem, "file": target.name, "precision": precision,
@@ -113,7 +102,8 @@ def coreml_entries(parent_dir: str | Path, name: str, input_size: tuple[int, int
 
 def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = None,
                     latency_dir: str | Path | None = None) -> Path:
-    """Place the routes' artifacts in ``out_dir`` (:func:`place_file`), write its ``manifest.json``; return its path.
+    """Place the routes' artifacts in ``out_dir`` (hard links where the file system allows, copies elsewhere),
+    write its ``manifest.json``; return its path.
 
     ``coreml``: also convert each route's fp32 parent to Core ML (default: when coremltools is installed;
     ``True`` without it raises). The manifest says when Core ML files were not written and why.
@@ -134,7 +124,7 @@ def write_phone_kit(quantized_runs, out_dir: str | Path, coreml: bool | None = N
             source = resolve(artifact["file"])
             name = f"{Path(run_dir).name}-{source.stem}"
             target = out_dir / f"{name}{source.suffix}"
-            place_file(source, target)
+            atomic_link(source, target)
             size = export.size_from_tag(artifact["input"])
             entries.append({
                 "model": name, "file": target.name, "route": record["details"]["route"],

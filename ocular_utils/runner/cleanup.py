@@ -15,10 +15,16 @@ from pathlib import Path
 from .plan import Unit
 
 
-def folder_bytes(path: Path) -> int:
-    """Bytes of every file under ``path`` (0 when it does not exist)."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink()) \
-        if Path(path).exists() else 0
+def folder_bytes(*paths: Path) -> int:
+    """Bytes the files under ``paths`` take (a file hard-linked under several names counts once, as ``du`` counts
+    it; 0 for a path that does not exist)."""
+    sizes = {}
+    for path in map(Path, paths):
+        for f in path.rglob("*") if path.exists() else ():
+            if f.is_file() and not f.is_symlink():
+                stat = f.stat()
+                sizes[stat.st_dev, stat.st_ino] = stat.st_size
+    return sum(sizes.values())
 
 
 def human(size: int) -> str:
@@ -50,7 +56,7 @@ def clean(units: dict[str, Unit], root: Path, results: Path, book: Path | None =
     Units that are not finished keep their checkpoints: an interrupted training resumes from them.
     """
     targets = [p for p in (results, book) if p is not None]
-    report = Cleaned(before=sum(folder_bytes(p) for p in targets))
+    report = Cleaned(before=folder_bytes(*targets))
     doomed = stale_runs(units, root, results)
     doomed += [root / u.run_dir / "checkpoints" for u in units.values()
                if u.complete(root) and (root / u.run_dir / "checkpoints").is_dir()]
@@ -59,6 +65,6 @@ def clean(units: dict[str, Unit], root: Path, results: Path, book: Path | None =
     for path in doomed:
         shutil.rmtree(path)
         report.removed.append(path)
-    report.after = sum(folder_bytes(p) for p in targets)
+    report.after = folder_bytes(*targets)
     return report
 

@@ -44,7 +44,7 @@ def show_plan(args, profile, units: dict, root: Path, pending: list[str]) -> int
     print(priced(profile, root, args, checked.train_images))
     results, html = root / args.results / profile.name, book.html_folder(root, profile.name)
     stale = cleanup.stale_runs(units, root, results)
-    stale_bytes = cleanup.human(sum(map(cleanup.folder_bytes, stale)))
+    stale_bytes = cleanup.human(cleanup.folder_bytes(*stale))
     shown = results.relative_to(root) if results.is_relative_to(root) else results
     print(f"{shown}: {cleanup.human(cleanup.folder_bytes(results))}, of which {len(stale)} "
           f"run folders no unit of this plan owns ({stale_bytes}; `ocular-study clean` removes them); "

@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..core.atomic import atomic_write_bytes
+from ..core.atomic import atomic_link, atomic_write_bytes
 from ..core.environment import RunSettings
 from ..data.config import DataConfig
 from ..data.images import ImageStore, iterate_images
@@ -68,6 +68,7 @@ class Evaluation:
     trials: pd.DataFrame
     trial_list: str = ""  # fingerprint of the images and trials scored (equal lists pair, others do not)
     conditions: dict = field(default_factory=dict)  # capture conditions of both sides (conditions.condition_codes)
+    saved_as: Path | None = None  # the score file that holds exactly these scores, when they were read from one
 
     @property
     def genuine(self) -> np.ndarray:
@@ -135,13 +136,16 @@ def evaluate_scores(scores: np.ndarray, frame: pd.DataFrame, trials: pd.DataFram
 def evaluate_saved_scores(path: str | Path, data, replicates: int) -> Evaluation:
     """The test evaluation of scores saved earlier on ``data``'s test trials (no second pass over the images).
 
-    Refuses a file scored on another trial list.
+    Refuses a file scored on another trial list. The evaluation remembers the file (``saved_as``) when the file
+    holds everything :func:`save_scores` would write for it, so saving it again links that file.
     """
     saved = load_trial_scores(path)
     fingerprint = trial_fingerprint(data.split.test, data.trials)
     if saved["trial_list"] != fingerprint:
         raise ValueError(f"{path} was scored on other trials (list {saved['trial_list']}, this data {fingerprint})")
-    return evaluate_scores(saved["scores"], data.split.test, data.trials, replicates, data.config.seed)
+    evaluation = evaluate_scores(saved["scores"], data.split.test, data.trials, replicates, data.config.seed)
+    complete = set(saved) == set(evaluation.as_score_file())
+    return replace(evaluation, saved_as=_scores_file(path)) if complete else evaluation
 
 
 def trial_fingerprint(frame: pd.DataFrame, trials: pd.DataFrame) -> str:
@@ -198,8 +202,11 @@ def save_scores(evaluation: Evaluation, run_dir: str | Path, name: str = "scores
 
     Besides the scores and labels, the file keeps both subjects of every trial (the bootstrap
     resamples both), the capture conditions of both sides as compact codes (``conditions``) and the
-    trial list's fingerprint (only equal lists pair).
+    trial list's fingerprint (only equal lists pair). Scores read from a file (``evaluation.saved_as``) are not
+    written twice: the new name is a hard link to that file (a copy where the file system cannot link).
     """
+    if evaluation.saved_as is not None:
+        return atomic_link(evaluation.saved_as, Path(run_dir) / name)
     buffer = io.BytesIO()
     subjects = {column: np.asarray(evaluation.trials[column].astype(str), dtype=str) for column in SUBJECT_COLUMNS}
     np.savez_compressed(buffer, scores=evaluation.scores, genuine=evaluation.trials["genuine"].to_numpy(),
