@@ -178,6 +178,30 @@ def test_route_fp32_files_are_found_by_parent_runtime_and_size(tmp_path):
         fp32_artifacts([tmp_path / "missing"])
 
 
+def test_a_rerun_export_replaces_its_files_and_leaves_a_kits_linked_copy_alone(tmp_path):
+    """Artifacts are written atomically: exporting again never writes through a hard link (the phone kit's)."""
+    from ocular_utils.core.atomic import atomic_link
+    from ocular_utils.deployment.quantize import quantize_onnx
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    batches = [torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))]
+    exports = {"fp32.pte": lambda n, p: export.export_executorch(n, p, (8, 8)),
+               "fp32.onnx": lambda n, p: export.export_onnx(n, p, (8, 8)),
+               "int8.onnx": lambda n, p: quantize_onnx(export.export_onnx(n, tmp_path / f"{p.name}.src", (8, 8)),
+                                                       p, batches)}
+    for name, write in exports.items():
+        path, kit = tmp_path / "run" / name, tmp_path / "kit" / name
+        write(net(0), path)
+        atomic_link(path, kit)
+        before = kit.read_bytes()
+        write(net(1), path)
+        assert kit.read_bytes() == before and path.read_bytes() != before, name
+        assert not [f for f in path.parent.iterdir() if f.name.startswith(".")], "no temporary file is left"
+
+
 def test_kit_files_are_hard_links_or_copies(tmp_path, monkeypatch):
     """The phone kit takes no second copy of an artifact where the file system can link; elsewhere it copies."""
     from ocular_utils.core.atomic import atomic_link

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.atomic import atomic_path, atomic_write_bytes
 from ..core.environment import environment_variable, logger_level
 
 ATOL = 1e-3
@@ -67,15 +68,16 @@ def _eager(network: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def export_onnx(network: nn.Module, path: str | Path, input_size: tuple[int, int]) -> Path:
-    """Write ``network`` (eval mode, CPU) as ONNX with a dynamic batch dimension."""
+    """Write ``network`` (eval mode, CPU) as ONNX with a dynamic batch dimension (atomically: a file hard-linked
+    elsewhere, e.g. in the phone kit, is replaced, never written through)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     network = network.eval().cpu()
     x = example_input(input_size, batch=2)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(network, (x,), dynamo=True, input_names=["images"], output_names=["embedding"],
                                 dynamic_shapes=({0: batch},), verbose=False)
-    program.save(str(path))
+    with atomic_path(path) as tmp:
+        program.save(tmp)
     return path
 
 
@@ -127,11 +129,8 @@ def executorch_buffer(edge) -> bytes:
 
 
 def export_executorch(network: nn.Module, path: str | Path, input_size: tuple[int, int]) -> Path:
-    """Lower ``network`` to an ExecuTorch ``.pte`` program delegated to XNNPACK (batch 1)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(executorch_buffer(lower_to_xnnpack(network.eval().cpu(), input_size)))
-    return path
+    """Lower ``network`` to an ExecuTorch ``.pte`` program delegated to XNNPACK (batch 1), written atomically."""
+    return atomic_write_bytes(path, executorch_buffer(lower_to_xnnpack(network.eval().cpu(), input_size)))
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..compression.routes import ROUTES, get_route
-from ..core.atomic import atomic_write_bytes
+from ..core.atomic import atomic_path, atomic_write_bytes
 from ..core.config import Settings
 from ..core.environment import logger_level
 from ..data.images import ImageStore, iterate_images
@@ -167,7 +167,8 @@ class _Calibration:
 
 def quantize_onnx(fp32_path: str | Path, path: str | Path, batches: list[torch.Tensor], per_channel: bool = True
                   ) -> Path:
-    """Static int8 (QDQ, int8 activations and weights) of an ONNX file, calibrated on ``batches``."""
+    """Static int8 (QDQ, int8 activations and weights) of an ONNX file, calibrated on ``batches``; written
+    atomically."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -177,8 +178,9 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, batches: list[torch.T
     try:
         quant_pre_process(str(fp32_path), str(prepared))
         name = export.onnx_session(prepared).get_inputs()[0].name
-        quantize_static(str(prepared), str(path), reader(name, batches), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        with atomic_path(path) as tmp:
+            quantize_static(str(prepared), tmp, reader(name, batches), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     finally:
         prepared.unlink(missing_ok=True)
     return path
