@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +144,9 @@ def evaluate_saved_scores(path: str | Path, data, replicates: int) -> Evaluation
     if saved["trial_list"] != fingerprint:
         raise ValueError(f"{path} was scored on other trials (list {saved['trial_list']}, this data {fingerprint})")
     evaluation = evaluate_scores(saved["scores"], data.split.test, data.trials, replicates, data.config.seed)
-    complete = set(saved) == set(evaluation.as_score_file())
-    return replace(evaluation, saved_as=_scores_file(path)) if complete else evaluation
+    if set(saved) == {"scores", "genuine", "trial_list", *SUBJECT_COLUMNS, *evaluation.conditions}:
+        evaluation.saved_as = _scores_file(path)
+    return evaluation
 
 
 def trial_fingerprint(frame: pd.DataFrame, trials: pd.DataFrame) -> str:
