@@ -190,6 +190,11 @@ def test_book_assembly_points_at_executed_notebooks_and_adds_the_appendix(tmp_pa
     assert page.startswith("# Every executed run") and "```{raw} html" in page
     assert 'href=\\"runs/prune-a.html\\"' in page or 'href="runs/prune-a.html"' in page
     assert "not recorded" in page and "_itables_" in page and "https://" not in page.split("```{raw} html")[1][:2000]
+    assert "Synthetic data" not in page  # no record says its data were synthetic
+    (tmp_path / units["prune-a"].run_dir / "record.json").write_text(json.dumps({"status": "complete",
+                                                                                "synthetic": True}))
+    labelled = book.runs_index_page([units["prune-a"]], tmp_path)
+    assert labelled.index("Synthetic data") < labelled.index("```{raw} html")  # the note heads the runs table
     appendix = tmp_path / index["sections"][0]["file"]
     cells = json.loads(appendix.with_suffix(".ipynb").read_text())["cells"]
     assert cells[0]["source"].startswith("# Run: prune-a")

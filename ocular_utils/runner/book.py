@@ -102,13 +102,16 @@ def _run_model(unit: Unit, record: dict) -> str:
 
 def runs_index_page(units: list[Unit], root: Path) -> str:
     """The appendix's first page (MyST): every executed run in one sortable, searchable table linking to its
-    page (itables in its offline mode: the DataTables bundle is embedded, nothing is fetched)."""
+    page (itables in its offline mode: the DataTables bundle is embedded, nothing is fetched), under the
+    synthetic-data note when a run's record says its data were synthetic."""
     from itables import options, to_html_datatable
     from itables.javascript import generate_init_offline_itables_html
 
     from ..report.display import readable
+    from ..report.tables import SYNTHETIC_NOTE
 
     table = readable(runs_table(units, root), digits={"test EER %": 2, "seconds": 0})
+    synthetic = any((read_record(root / unit.run_dir) or {}).get("synthetic") for unit in units)
     datatable = to_html_datatable(table, connected=False, allow_html=True, showIndex=False, pageLength=25,
                                   lengthMenu=[25, 100, -1], classes="display compact",
                                   layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info",
@@ -116,7 +119,8 @@ def runs_index_page(units: list[Unit], root: Path) -> str:
     return ("# Every executed run\n\n"
             f"{len(units)} runs of this build, each with its executed notebook on a page of its own (in the navigation "
             "under this page). Click a column to sort, type to filter; EERs are on the test trials.\n\n"
-            "```{raw} html\n" + generate_init_offline_itables_html(options.dt_bundle)
+            + (SYNTHETIC_NOTE + "\n\n" if synthetic else "")
+            + "```{raw} html\n" + generate_init_offline_itables_html(options.dt_bundle)
             + f'<div style="overflow-x: auto">{datatable}</div>\n```\n')
 
 
