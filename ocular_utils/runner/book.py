@@ -78,11 +78,11 @@ GENERATED = Path("book") / "_generated"
 RUN_PAGE_KINDS = ("prune", "distill", "quantize")  # units with a page of their own in the appendix
 
 
-def runs_table(units: list[Unit], root: Path) -> pd.DataFrame:
-    """One row per executed run page: a link to it, its kind, the model, test EER, training images, seconds."""
+def runs_table(units: list[Unit], records: list[dict]) -> pd.DataFrame:
+    """One row per executed run page (``records`` holds each unit's record, ``{}`` if none): a link to it, its
+    kind, the model, test EER, training images, seconds."""
     rows = []
-    for unit in units:
-        record = read_record(root / unit.run_dir) or {}
+    for unit, record in zip(units, records, strict=True):
         metrics, timings = record.get("metrics", {}), record.get("timings", {})
         rows.append({"run": f'<a href="runs/{unit.run_dir.name}.html">{html.escape(unit.name)}</a>',
                      "kind": unit.kind, "model": html.escape(_run_model(unit, record)),
@@ -110,8 +110,9 @@ def runs_index_page(units: list[Unit], root: Path) -> str:
     from ..report.display import readable
     from ..report.tables import SYNTHETIC_NOTE
 
-    table = readable(runs_table(units, root), digits={"test EER %": 2, "seconds": 0})
-    synthetic = any((read_record(root / unit.run_dir) or {}).get("synthetic") for unit in units)
+    records = [read_record(root / unit.run_dir) or {} for unit in units]
+    table = readable(runs_table(units, records), digits={"test EER %": 2, "seconds": 0})
+    synthetic = any(record.get("synthetic") for record in records)
     datatable = to_html_datatable(table, connected=False, allow_html=True, showIndex=False, pageLength=25,
                                   lengthMenu=[25, 100, -1], classes="display compact",
                                   layout={"topStart": "pageLength", "topEnd": "search", "bottomStart": "info",
